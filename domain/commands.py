@@ -1,0 +1,126 @@
+"""What callers send: the input that opens a ticket and the payload of every action.
+
+These are the public contract (CONTRACT.md): snake_case keys, unknown keys rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from domain.errors import ActionRejected, InvalidTicket, describe_validation_error
+from domain.policy import Priority
+
+TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+AgentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Message = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+class OpenTicket(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_id: str = Field(pattern=TICKET_ID_PATTERN)
+    subject: str = Field(min_length=1, max_length=300)
+    customer_id: str = Field(min_length=1, max_length=128)
+    priority: Priority = "normal"
+    category: str | None = Field(None, max_length=128)
+    description: str | None = Field(None, max_length=20_000)
+    policy: str = Field("default", min_length=1, max_length=128)
+
+
+class Action(BaseModel):
+    """Base of every action payload; `request_id` makes an action idempotent per ticket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+class Assign(Action):
+    agent_id: AgentId
+    assignee: AgentId | None = None
+
+
+class Respond(Action):
+    agent_id: AgentId
+    message: Message | None = None
+
+
+class RequestEscalation(Action):
+    agent_id: AgentId
+    reason: str = Field(min_length=1, max_length=2000)
+    to_tier: str | None = Field(None, min_length=1, max_length=32)
+
+
+class AwaitCustomer(Action):
+    agent_id: AgentId
+    message: Message | None = None
+
+
+class CustomerReplied(Action):
+    message: Message | None = None
+
+
+class ChangePriority(Action):
+    agent_id: AgentId
+    priority: Priority
+    reason: str | None = Field(None, max_length=2000)
+
+
+class Resolve(Action):
+    agent_id: AgentId
+    resolution: str = Field(min_length=1, max_length=20_000)
+
+
+class Reopen(Action):
+    reason: str | None = Field(None, max_length=2000)
+    agent_id: AgentId | None = None
+
+
+class Close(Action):
+    agent_id: AgentId
+
+
+# Action name (signal and update name) -> payload model.
+ACTIONS: dict[str, type[Action]] = {
+    "assign": Assign,
+    "respond": Respond,
+    "request_escalation": RequestEscalation,
+    "await_customer": AwaitCustomer,
+    "customer_replied": CustomerReplied,
+    "change_priority": ChangePriority,
+    "resolve": Resolve,
+    "reopen": Reopen,
+    "close": Close,
+}
+
+
+def parse_open_ticket(raw: Any) -> OpenTicket:
+    """Validate a raw start input; InvalidTicket names every bad field."""
+    if isinstance(raw, OpenTicket):
+        return raw
+    if not isinstance(raw, dict):
+        raise InvalidTicket(f"input must be a JSON object, got {type(raw).__name__}")
+    try:
+        return OpenTicket.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidTicket(describe_validation_error(exc)) from exc
+
+
+def parse_action(name: str, raw: Any) -> Action:
+    """Validate a raw action payload; ActionRejected names the action and every bad field."""
+    model = ACTIONS.get(name)
+    if model is None:
+        raise ActionRejected(f"unknown action {name!r}; known: {', '.join(ACTIONS)}")
+    if isinstance(raw, model):
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ActionRejected(f"{name}: payload must be a JSON object, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ActionRejected(f"{name}: {describe_validation_error(exc)}") from exc

@@ -1,0 +1,272 @@
+"""The Decider: `decide(state, command, now) -> events`. Every escalation rule lives here.
+
+`decide` raises `ActionRejected` for an action the ticket's state does not allow; it never
+changes state. Time-driven rules run through the `Tick` command at the instant
+`state.next_deadline` names, and after every action, so a deadline that a change has pulled
+into the past (a priority change) is decided at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain import commands as cmd
+from domain import events as ev
+from domain.durations import format_duration
+from domain.errors import ActionRejected
+from domain.policy import Policy
+from domain.state import (
+    TicketState,
+    apply,
+    auto_close_due,
+    first_response_due,
+    resolution_due,
+    tier_due,
+    warning_due,
+)
+
+
+@dataclass(frozen=True)
+class Open:
+    """Open a ticket under a policy already resolved by name."""
+
+    ticket: cmd.OpenTicket
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed: decide whatever is due now."""
+
+
+Command = Open | Tick | cmd.Action
+
+ACTION_VERBS = {
+    "assign": "assign",
+    "respond": "respond",
+    "request_escalation": "escalate",
+    "await_customer": "wait for the customer",
+    "customer_replied": "record a customer reply",
+    "change_priority": "change priority",
+    "resolve": "resolve",
+    "reopen": "reopen",
+    "close": "close",
+}
+ACTION_NAMES = {model: name for name, model in cmd.ACTIONS.items()}
+
+
+def action_name(action: cmd.Action) -> str:
+    return ACTION_NAMES[type(action)]
+
+
+def decide(state: TicketState | None, command: Command, now: datetime) -> list[ev.EventPayload]:
+    if isinstance(command, Open):
+        if state is not None:
+            raise ActionRejected(f"ticket {state.ticket_id} is already open")
+        t = command.ticket
+        return [
+            ev.TicketOpened(
+                subject=t.subject,
+                customer_id=t.customer_id,
+                priority=t.priority,
+                category=t.category,
+                description=t.description,
+                tier=command.policy.tiers[0],
+                policy=command.policy,
+            )
+        ]
+    if state is None:
+        raise ActionRejected("ticket is not open yet")
+    if isinstance(command, Tick):
+        return _tick(state, now)
+    if command.request_id and command.request_id in state.request_ids:
+        return []  # idempotent: already applied
+    events = _decide_action(state, command)
+    after = state
+    for data in events:
+        after = apply(after, data, now)
+    return events + _tick(after, now)
+
+
+def _refuse(state: TicketState, action: cmd.Action) -> ActionRejected:
+    verb = ACTION_VERBS[action_name(action)]
+    return ActionRejected(f"ticket {state.ticket_id} is {state.status}; cannot {verb}")
+
+
+def _decide_action(state: TicketState, a: cmd.Action) -> list[ev.EventPayload]:
+    if state.status == "closed":
+        raise _refuse(state, a)
+    resolved = state.status == "resolved"
+    rid = a.request_id
+    match a:
+        case cmd.Assign():
+            if resolved:
+                raise _refuse(state, a)
+            assignee = a.assignee or a.agent_id
+            return [
+                ev.TicketAssigned(
+                    agent_id=a.agent_id,
+                    assignee=assignee,
+                    previous_assignee=state.assignee,
+                    request_id=rid,
+                )
+            ]
+        case cmd.Respond():
+            if resolved:
+                raise _refuse(state, a)
+            first = state.first_responded_at is None
+            return [
+                ev.AgentResponded(
+                    agent_id=a.agent_id, message=a.message, first_response=first, request_id=rid
+                )
+            ]
+        case cmd.RequestEscalation():
+            if resolved:
+                raise _refuse(state, a)
+            return [_agent_escalation(state, a)]
+        case cmd.AwaitCustomer():
+            if resolved or state.status == "pending":
+                raise _refuse(state, a)
+            return [ev.CustomerAwaited(agent_id=a.agent_id, message=a.message, request_id=rid)]
+        case cmd.CustomerReplied():
+            return [ev.CustomerReplied(message=a.message, reopened=resolved, request_id=rid)]
+        case cmd.ChangePriority():
+            if resolved:
+                raise _refuse(state, a)
+            if a.priority == state.priority:
+                raise ActionRejected(
+                    f"ticket {state.ticket_id} already has priority {a.priority}"
+                )
+            return [
+                ev.PriorityChanged(
+                    agent_id=a.agent_id,
+                    from_priority=state.priority,
+                    to_priority=a.priority,
+                    reason=a.reason,
+                    request_id=rid,
+                )
+            ]
+        case cmd.Resolve():
+            if resolved:
+                raise _refuse(state, a)
+            return [ev.TicketResolved(agent_id=a.agent_id, resolution=a.resolution, request_id=rid)]
+        case cmd.Reopen():
+            if not resolved:
+                raise _refuse(state, a)
+            return [ev.TicketReopened(reason=a.reason, agent_id=a.agent_id, request_id=rid)]
+        case cmd.Close():
+            return [ev.TicketClosed(agent_id=a.agent_id, trigger="agent", request_id=rid)]
+    raise ActionRejected(f"unknown action {type(a).__name__}")
+
+
+def _agent_escalation(state: TicketState, a: cmd.RequestEscalation) -> ev.TicketEscalated:
+    tiers = state.policy.tiers
+    if state.at_top_tier:
+        raise ActionRejected(
+            f"ticket {state.ticket_id} is already at the top tier {state.tier}; cannot escalate"
+        )
+    if a.to_tier is None:
+        target = state.next_tier()
+    elif a.to_tier not in tiers:
+        raise ActionRejected(
+            f"to_tier: unknown tier {a.to_tier!r}; policy {state.policy.name!r} has tiers "
+            + ", ".join(tiers)
+        )
+    elif tiers.index(a.to_tier) <= tiers.index(state.tier):
+        raise ActionRejected(
+            f"to_tier: {a.to_tier} is not above the current tier {state.tier}"
+            f" of ticket {state.ticket_id}"
+        )
+    else:
+        target = a.to_tier
+    assert target is not None  # not at the top tier, so there is a next one
+    return ev.TicketEscalated(
+        from_tier=state.tier,
+        to_tier=target,
+        trigger="agent_request",
+        reason=a.reason,
+        agent_id=a.agent_id,
+        request_id=a.request_id,
+    )
+
+
+def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
+    """Everything due at `now`, in rule order; each event sees the state the previous one left."""
+    out: list[ev.EventPayload] = []
+    s = state
+
+    def emit(data: ev.EventPayload) -> None:
+        nonlocal s
+        out.append(data)
+        s = apply(s, data, now)
+
+    def passed(due: datetime | None) -> bool:
+        return due is not None and due <= now
+
+    if s.status == "closed":
+        return out
+    if passed(auto_close_due(s)):
+        emit(ev.TicketClosed(trigger="auto"))
+        return out
+
+    # Rule 5: a warning only when the breach itself is not already due.
+    for metric in ("first_response", "resolution"):
+        due = warning_due(s, metric)  # type: ignore[arg-type]
+        sla_due = first_response_due(s) if metric == "first_response" else resolution_due(s)
+        if passed(due) and not passed(sla_due):
+            assert sla_due is not None
+            emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))  # type: ignore[arg-type]
+
+    # Rule 2: first-response breach escalates one tier, which also restarts the tier clock.
+    fr_due = first_response_due(s)
+    escalated = False
+    if passed(fr_due):
+        assert fr_due is not None
+        emit(ev.SlaBreached(metric="first_response", tier=s.tier, due_at=fr_due))
+        nxt = s.next_tier()
+        if nxt is not None:
+            budget = format_duration(s.targets.first_response)
+            emit(
+                ev.TicketEscalated(
+                    from_tier=s.tier,
+                    to_tier=nxt,
+                    trigger="first_response_breach",
+                    reason=f"no first response within {budget}",
+                )
+            )
+            escalated = True
+
+    # Rule 3: tier budget ran out.
+    if not escalated and passed(tier_due(s)):
+        nxt = s.next_tier()
+        assert nxt is not None  # tier_due is None at the top tier
+        budget = format_duration(s.targets.tier_budget)
+        emit(
+            ev.TicketEscalated(
+                from_tier=s.tier,
+                to_tier=nxt,
+                trigger="tier_timeout",
+                reason=f"tier {s.tier} budget of {budget} ran out",
+            )
+        )
+
+    # Rule 4: resolution breach.
+    res_due = resolution_due(s)
+    if passed(res_due):
+        assert res_due is not None
+        emit(ev.SlaBreached(metric="resolution", tier=s.tier, due_at=res_due))
+    return out
+
+
+def reject(action: str, reason: str, raw: object) -> ev.ActionRejected:
+    """The event a signal records when its action is refused or its payload does not decode."""
+    agent_id = raw.get("agent_id") if isinstance(raw, dict) else None
+    request_id = raw.get("request_id") if isinstance(raw, dict) else None
+    return ev.ActionRejected(
+        action=action,
+        reason=reason,
+        agent_id=agent_id if isinstance(agent_id, str) else None,
+        request_id=request_id if isinstance(request_id, str) else None,
+        payload=raw,
+    )

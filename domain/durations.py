@@ -1,0 +1,38 @@
+"""Durations as people write them in policy files: `90s`, `15m`, `4h`, `3d`, `1h30m`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a policy duration; raise ValueError naming the bad text."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groupdict().values()):
+        raise ValueError(f"invalid duration {text!r}: use units d, h, m, s as in '90s', '4h', '1h30m'")
+    parts = {k: int(v) for k, v in match.groupdict().items() if v}
+    value = timedelta(
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
+    if value <= timedelta(0):
+        raise ValueError(f"invalid duration {text!r}: must be greater than zero")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration, shortest form: 5400s -> `1h30m`."""
+    seconds = int(value.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)

@@ -1,0 +1,154 @@
+"""Domain events: one payload model per event type, and the envelope stored in the event store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.policy import Policy, Priority
+
+Metric = Literal["first_response", "resolution"]
+Trigger = Literal["first_response_breach", "tier_timeout", "agent_request"]
+
+
+class EventPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_type: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.event_type = cls.__name__
+
+
+class TicketOpened(EventPayload):
+    subject: str
+    customer_id: str
+    priority: Priority
+    category: str | None = None
+    description: str | None = None
+    tier: str
+    policy: Policy  # resolved once, so later policy edits never move this ticket's clocks
+
+
+class TicketAssigned(EventPayload):
+    agent_id: str
+    assignee: str
+    previous_assignee: str | None = None
+    request_id: str | None = None
+
+
+class AgentResponded(EventPayload):
+    agent_id: str
+    message: str | None = None
+    first_response: bool
+    request_id: str | None = None
+
+
+class CustomerAwaited(EventPayload):
+    agent_id: str
+    message: str | None = None
+    request_id: str | None = None
+
+
+class CustomerReplied(EventPayload):
+    message: str | None = None
+    reopened: bool = False
+    request_id: str | None = None
+
+
+class SlaWarning(EventPayload):
+    metric: Metric
+    tier: str
+    due_at: datetime
+
+
+class SlaBreached(EventPayload):
+    metric: Metric
+    tier: str
+    due_at: datetime
+
+
+class TicketEscalated(EventPayload):
+    from_tier: str
+    to_tier: str
+    trigger: Trigger
+    reason: str | None = None
+    agent_id: str | None = None
+    request_id: str | None = None
+
+
+class PriorityChanged(EventPayload):
+    agent_id: str
+    from_priority: Priority
+    to_priority: Priority
+    reason: str | None = None
+    request_id: str | None = None
+
+
+class TicketResolved(EventPayload):
+    agent_id: str
+    resolution: str
+    request_id: str | None = None
+
+
+class TicketReopened(EventPayload):
+    reason: str | None = None
+    agent_id: str | None = None
+    request_id: str | None = None
+
+
+class TicketClosed(EventPayload):
+    agent_id: str | None = None
+    trigger: Literal["agent", "auto"]
+    request_id: str | None = None
+
+
+class ActionRejected(EventPayload):
+    action: str
+    reason: str
+    agent_id: str | None = None
+    request_id: str | None = None
+    payload: Any = None  # what was received, as far as it decoded
+
+
+EVENT_TYPES: dict[str, type[EventPayload]] = {
+    cls.event_type: cls
+    for cls in (
+        TicketOpened,
+        TicketAssigned,
+        AgentResponded,
+        CustomerAwaited,
+        CustomerReplied,
+        SlaWarning,
+        SlaBreached,
+        TicketEscalated,
+        PriorityChanged,
+        TicketResolved,
+        TicketReopened,
+        TicketClosed,
+        ActionRejected,
+    )
+}
+
+
+class DomainEvent(BaseModel):
+    """The envelope, exactly as stored in `ticket_events` (less the store's own columns)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket_id: str
+    seq: int = Field(ge=1)
+    event_id: UUID
+    event_type: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+    def data(self) -> EventPayload:
+        """The typed payload."""
+        model = EVENT_TYPES.get(self.event_type)
+        if model is None:
+            raise ValueError(f"unknown event type {self.event_type!r} (seq {self.seq})")
+        return model.model_validate(self.payload)

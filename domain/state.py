@@ -1,0 +1,254 @@
+"""The ticket's state, folded from its events (`evolve`), and its SLA clocks derived from it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from domain import events as ev
+from domain.calendar import Calendar, Pause, add_active, calendar_for
+from domain.policy import Policy, Priority, Targets
+
+Status = Literal["new", "open", "pending", "resolved", "closed"]
+
+
+@dataclass(frozen=True)
+class BreachRecord:
+    metric: ev.Metric
+    tier: str
+    due_at: datetime
+    at: datetime
+
+
+@dataclass(frozen=True)
+class EscalationRecord:
+    from_tier: str
+    to_tier: str
+    trigger: ev.Trigger
+    reason: str | None
+    agent_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TicketState:
+    ticket_id: str
+    subject: str
+    customer_id: str
+    priority: Priority
+    category: str | None
+    description: str | None
+    policy: Policy
+    status: Status
+    tier: str
+    opened_at: datetime
+    tier_entered_at: datetime
+    version: int
+    assignee: str | None = None
+    first_responded_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    pauses: tuple[Pause, ...] = ()
+    warned: frozenset[str] = frozenset()
+    breaches: tuple[BreachRecord, ...] = ()
+    escalations: tuple[EscalationRecord, ...] = ()
+    request_ids: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @property
+    def calendar(self) -> Calendar:
+        return calendar_for(self.policy)
+
+    @property
+    def targets(self) -> Targets:
+        return self.policy.targets_for(self.priority)
+
+    @property
+    def breached(self) -> frozenset[str]:
+        return frozenset(b.metric for b in self.breaches)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.pauses) and self.pauses[-1].end is None
+
+    @property
+    def at_top_tier(self) -> bool:
+        return self.tier == self.policy.top_tier
+
+    def next_tier(self) -> str | None:
+        index = self.policy.tiers.index(self.tier)
+        return self.policy.tiers[index + 1] if index + 1 < len(self.policy.tiers) else None
+
+
+# --- evolve -----------------------------------------------------------------------------------
+
+
+def _pause(state: TicketState, at: datetime) -> tuple[Pause, ...]:
+    return state.pauses if state.paused else (*state.pauses, Pause(at))
+
+
+def _resume(state: TicketState, at: datetime) -> tuple[Pause, ...]:
+    if not state.paused:
+        return state.pauses
+    return (*state.pauses[:-1], Pause(state.pauses[-1].start, at))
+
+
+def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> TicketState:
+    """Apply one typed event that happened at `at`. The single place state changes."""
+    if isinstance(data, ev.TicketOpened):
+        if state is not None:
+            raise ValueError("TicketOpened applied to a ticket that is already open")
+        raise ValueError("TicketOpened needs the ticket id: use evolve() with the envelope")
+    if state is None:
+        raise ValueError(f"{data.event_type} applied before TicketOpened")
+    s = replace(state, version=state.version + 1)
+    request_id = getattr(data, "request_id", None)
+    if request_id and not isinstance(data, ev.ActionRejected):
+        s = replace(s, request_ids=s.request_ids | {request_id})
+
+    match data:
+        case ev.TicketAssigned():
+            status = "open" if s.status == "new" else s.status
+            return replace(s, assignee=data.assignee, status=status)
+        case ev.AgentResponded():
+            return replace(
+                s,
+                status="open",
+                pauses=_resume(s, at),
+                first_responded_at=s.first_responded_at or at,
+            )
+        case ev.CustomerAwaited():
+            return replace(s, status="pending", pauses=_pause(s, at))
+        case ev.CustomerReplied():
+            if s.status in ("pending", "resolved"):
+                return replace(s, status="open", pauses=_resume(s, at), resolved_at=None)
+            return s
+        case ev.SlaWarning():
+            return replace(s, warned=s.warned | {data.metric})
+        case ev.SlaBreached():
+            record = BreachRecord(data.metric, data.tier, data.due_at, at)
+            return replace(s, breaches=(*s.breaches, record))
+        case ev.TicketEscalated():
+            record = EscalationRecord(
+                data.from_tier, data.to_tier, data.trigger, data.reason, data.agent_id, at
+            )
+            return replace(
+                s,
+                tier=data.to_tier,
+                tier_entered_at=at,
+                assignee=None,
+                escalations=(*s.escalations, record),
+            )
+        case ev.PriorityChanged():
+            return replace(s, priority=data.to_priority)
+        case ev.TicketResolved():
+            return replace(s, status="resolved", resolved_at=at, pauses=_pause(s, at))
+        case ev.TicketReopened():
+            return replace(s, status="open", resolved_at=None, pauses=_resume(s, at))
+        case ev.TicketClosed():
+            return replace(s, status="closed", closed_at=at, pauses=_pause(s, at))
+        case ev.ActionRejected():
+            return s
+    raise ValueError(f"no evolve rule for {data.event_type}")
+
+
+def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
+    """The Decider's evolve: state after one stored event."""
+    data = event.data()
+    if isinstance(data, ev.TicketOpened):
+        if state is not None:
+            raise ValueError(f"ticket {event.ticket_id} is already open (seq {event.seq})")
+        return TicketState(
+            ticket_id=event.ticket_id,
+            subject=data.subject,
+            customer_id=data.customer_id,
+            priority=data.priority,
+            category=data.category,
+            description=data.description,
+            policy=data.policy,
+            status="new",
+            tier=data.tier,
+            opened_at=event.occurred_at,
+            tier_entered_at=event.occurred_at,
+            version=1,
+        )
+    return apply(state, data, event.occurred_at)
+
+
+def fold(events: Iterable[ev.DomainEvent], state: TicketState | None = None) -> TicketState | None:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+# --- clocks -----------------------------------------------------------------------------------
+
+
+def _due(state: TicketState, since: datetime, budget: timedelta) -> datetime | None:
+    return add_active(since, budget, state.calendar, state.pauses)
+
+
+def first_response_due(state: TicketState) -> datetime | None:
+    if (
+        state.first_responded_at is not None
+        or "first_response" in state.breached
+        or state.status in ("resolved", "closed")
+    ):
+        return None
+    return _due(state, state.opened_at, state.targets.first_response)
+
+
+def resolution_due(state: TicketState) -> datetime | None:
+    if "resolution" in state.breached or state.status in ("resolved", "closed"):
+        return None
+    return _due(state, state.opened_at, state.targets.resolution)
+
+
+def tier_due(state: TicketState) -> datetime | None:
+    if state.at_top_tier or state.status in ("resolved", "closed"):
+        return None
+    return _due(state, state.tier_entered_at, state.targets.tier_budget)
+
+
+SLA_DUE = {"first_response": first_response_due, "resolution": resolution_due}
+
+
+def warning_due(state: TicketState, metric: ev.Metric) -> datetime | None:
+    if metric in state.warned or SLA_DUE[metric](state) is None:
+        return None
+    target: timedelta = getattr(state.targets, metric)
+    return _due(state, state.opened_at, target * state.policy.warn_at)
+
+
+def auto_close_due(state: TicketState) -> datetime | None:
+    if state.status != "resolved" or state.resolved_at is None:
+        return None
+    return state.resolved_at + state.policy.auto_close_after
+
+
+def renotify_due(state: TicketState, last_notice_at: datetime | None) -> datetime | None:
+    """Next reminder for a resolution breach at the top tier (rule 4), in active time."""
+    if state.status in ("resolved", "closed") or not state.at_top_tier:
+        return None
+    breach_at = [b.at for b in state.breaches if b.metric == "resolution"]
+    if not breach_at:
+        return None
+    since = max(breach_at[-1], state.tier_entered_at, last_notice_at or breach_at[-1])
+    return _due(state, since, state.policy.renotify_every)
+
+
+def next_deadline(state: TicketState | None) -> datetime | None:
+    """The earliest instant at which `tick` will have something to decide."""
+    if state is None or state.status == "closed":
+        return None
+    candidates = [
+        warning_due(state, "first_response"),
+        warning_due(state, "resolution"),
+        first_response_due(state),
+        resolution_due(state),
+        tier_due(state),
+        auto_close_due(state),
+    ]
+    dues = [c for c in candidates if c is not None]
+    return min(dues) if dues else None

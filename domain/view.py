@@ -1,0 +1,91 @@
+"""`TicketView`: what the `state` query, every Update and the finished workflow return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from domain.events import Metric, Trigger
+from domain.policy import Priority
+from domain.state import Status, TicketState, first_response_due, resolution_due, tier_due
+
+
+class BreachView(BaseModel):
+    metric: Metric
+    tier: str
+    due_at: datetime
+    at: datetime
+
+
+class EscalationView(BaseModel):
+    from_tier: str
+    to_tier: str
+    trigger: Trigger
+    reason: str | None
+    agent_id: str | None
+    at: datetime
+
+
+class SlaView(BaseModel):
+    first_response_due: datetime | None
+    resolution_due: datetime | None
+    tier_due: datetime | None
+    paused: bool
+    breaches: list[BreachView]
+
+    def nearest_due(self) -> datetime | None:
+        dues = [d for d in (self.first_response_due, self.resolution_due, self.tier_due) if d]
+        return min(dues) if dues else None
+
+
+class TicketView(BaseModel):
+    ticket_id: str
+    subject: str
+    customer_id: str
+    priority: Priority
+    category: str | None
+    policy: str
+    status: Status
+    tier: str
+    assignee: str | None
+    opened_at: datetime
+    first_responded_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    version: int
+    sla: SlaView
+    escalations: list[EscalationView]
+
+
+def view(state: TicketState) -> TicketView:
+    """Due times are null while the clock is stopped (pending, resolved, closed) or met."""
+    paused = state.paused
+
+    def running(due: datetime | None) -> datetime | None:
+        return None if paused else due
+
+    return TicketView(
+        ticket_id=state.ticket_id,
+        subject=state.subject,
+        customer_id=state.customer_id,
+        priority=state.priority,
+        category=state.category,
+        policy=state.policy.name,
+        status=state.status,
+        tier=state.tier,
+        assignee=state.assignee,
+        opened_at=state.opened_at,
+        first_responded_at=state.first_responded_at,
+        resolved_at=state.resolved_at,
+        closed_at=state.closed_at,
+        version=state.version,
+        sla=SlaView(
+            first_response_due=running(first_response_due(state)),
+            resolution_due=running(resolution_due(state)),
+            tier_due=running(tier_due(state)),
+            paused=state.status == "pending",
+            breaches=[BreachView(**b.__dict__) for b in state.breaches],
+        ),
+        escalations=[EscalationView(**e.__dict__) for e in state.escalations],
+    )

@@ -1,0 +1,1 @@
+"""Process plumbing shared by the entry points: configuration, logging, connections, dev stack."""

@@ -1,0 +1,1 @@
+"""Temporal workflows: the thin, deterministic shell around the domain decider."""
