@@ -238,17 +238,22 @@ def renotify_due(state: TicketState, last_notice_at: datetime | None) -> datetim
     return _due(state, since, state.policy.renotify_every)
 
 
+def deadlines(state: TicketState | None) -> list[tuple[str, datetime]]:
+    """Every running deadline with its name, earliest first: what `tick` will decide and when."""
+    if state is None or state.status == "closed":
+        return []
+    candidates = [
+        ("first response warning", warning_due(state, "first_response")),
+        ("resolution warning", warning_due(state, "resolution")),
+        ("first response", first_response_due(state)),
+        ("resolution", resolution_due(state)),
+        ("tier budget", tier_due(state)),
+        ("auto close", auto_close_due(state)),
+    ]
+    return sorted(((name, due) for name, due in candidates if due is not None), key=lambda c: c[1])
+
+
 def next_deadline(state: TicketState | None) -> datetime | None:
     """The earliest instant at which `tick` will have something to decide."""
-    if state is None or state.status == "closed":
-        return None
-    candidates = [
-        warning_due(state, "first_response"),
-        warning_due(state, "resolution"),
-        first_response_due(state),
-        resolution_due(state),
-        tier_due(state),
-        auto_close_due(state),
-    ]
-    dues = [c for c in candidates if c is not None]
-    return min(dues) if dues else None
+    pending = deadlines(state)
+    return pending[0][1] if pending else None

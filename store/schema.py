@@ -1,0 +1,116 @@
+"""Schema migrations of the event store, applied by every worker at start.
+
+Safe when several workers start at once: the whole run holds one session-level advisory lock,
+so migrations apply one worker at a time and each version is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from store.connection import Executor, connection
+
+# Arbitrary but fixed: every process that migrates this database must use the same key.
+MIGRATION_LOCK_KEY = 0x7469636B657401  # "ticket" 01
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "ticket_events and notifications",
+        """
+        CREATE TABLE ticket_events (
+            global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ticket_id       text        NOT NULL,
+            seq             integer     NOT NULL CHECK (seq >= 1),
+            event_id        uuid        NOT NULL UNIQUE,
+            event_type      text        NOT NULL,
+            payload         jsonb       NOT NULL,
+            occurred_at     timestamptz NOT NULL,
+            recorded_at     timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT ticket_events_ticket_seq_key UNIQUE (ticket_id, seq)
+        );
+
+        CREATE TABLE notifications (
+            notification_id text        PRIMARY KEY,
+            ticket_id       text        NOT NULL,
+            kind            text        NOT NULL,
+            tier            text        NOT NULL,
+            subject         text        NOT NULL,
+            message         text        NOT NULL,
+            at              timestamptz NOT NULL,
+            recorded_at     timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX notifications_ticket_at_idx ON notifications (ticket_id, at);
+        """,
+    ),
+]
+
+
+def _check_ordered(migrations: list[Migration]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n in order, got {versions}")
+
+
+_check_ordered(MIGRATIONS)
+
+
+async def migrate(
+    pool_or_conn: Executor, migrations: list[Migration] | None = None
+) -> list[int]:
+    """Apply the migrations not yet applied; returns the versions applied by this call."""
+    todo = MIGRATIONS if migrations is None else migrations
+    _check_ordered(todo)
+    async with connection(pool_or_conn) as conn:
+        # Session-level lock on this one connection, held across all migrations; a second
+        # worker waits here and then finds everything applied.
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer     PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied: list[int] = []
+            for m in todo:
+                if m.version in done:
+                    continue
+                # One transaction per migration: its DDL and its bookkeeping row land together.
+                async with conn.transaction():
+                    await conn.execute(m.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", m.version
+                    )
+                applied.append(m.version)
+            return applied
+        finally:
+            # If the connection broke, the server has released the lock with the session.
+            if not conn.is_closed():
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+                except asyncpg.PostgresError:
+                    pass
+
+
+async def applied_versions(pool_or_conn: Executor) -> list[int]:
+    """Versions recorded in `schema_migrations` (empty if the table does not exist yet)."""
+    async with connection(pool_or_conn) as conn:
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not exists:
+            return []
+        rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        return [r["version"] for r in rows]

@@ -1,0 +1,96 @@
+"""Worker entry point: migrates the event store, then runs TicketWorkflow and its activities.
+
+Configuration is the environment (CONTRACT.md, Configuration); see README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import timedelta
+import sys
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.event_store import EventStoreActivities
+from activities.policy import PolicyActivities
+from domain.errors import PolicyError
+from domain.policy import Policy, load_policies
+from runtime.config import Settings
+from runtime.logs import configure_logging
+from runtime.temporal import connect
+from store.connection import create_pool, resolve_database_url
+from store.schema import migrate
+from workflows.ticket import TicketWorkflow
+
+log = structlog.get_logger("worker")
+
+
+def build_worker(
+    client: Client, task_queue: str, pool: asyncpg.Pool, policies: dict[str, Policy]
+) -> Worker:
+    store = EventStoreActivities(pool)
+    policy = PolicyActivities(policies)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TicketWorkflow],
+        activities=[store.append_events, store.notify, policy.resolve_policy],
+        # Let running activities finish their write on SIGTERM before the process exits.
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    policies = load_policies(settings.policy_file)  # a bad file stops the worker here
+    dsn = resolve_database_url(settings)
+    pool = await create_pool(dsn)
+    try:
+        applied = await migrate(pool)
+        log.info("event store ready", migrations_applied=applied)
+        client = await connect(settings)
+        worker = build_worker(client, settings.task_queue, pool, policies)
+        async with worker:
+            log.info(
+                "worker started",
+                task_queue=settings.task_queue,
+                namespace=settings.namespace,
+                temporal=settings.temporal_address,
+                policies=sorted(policies),
+            )
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    try:
+        configure_logging(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        sys.exit(f"worker: {exc}")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    try:
+        asyncio.run(_main())
+    except PolicyError as exc:
+        sys.exit(f"worker: invalid SLA policy: {exc}")
+    except ConnectionError as exc:
+        sys.exit(f"worker: {exc}")
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""`TicketWorkflow`: one durable workflow per ticket, a thin shell around the domain decider.
+
+It owns time (`workflow.now()` and timers) and side effects (activities); every rule is in
+`domain/`. Events are recorded in memory at once (so queries and later actions see them) and
+appended to the event store, in order, by one appender task; notifications go out only after
+the events that caused them are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from domain import events as ev
+    from domain.commands import parse_action, parse_open_ticket
+    from domain.decider import Open, Tick, decide, reject
+    from domain.errors import ActionRejected, DomainError, InvalidTicket
+    from domain.notifications import Notification, notifications_for, reminder
+    from domain.policy import Policy
+    from domain.state import TicketState, deadlines, evolve, fold, renotify_due
+    from domain.view import TicketView, view
+    from workflows import search_attributes as sa
+
+WORKFLOW_TYPE = "TicketWorkflow"
+APPEND_BATCH_MAX = 100
+REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
+
+APPEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["EventConflict", "SeqGap", "InvalidBatch"],
+)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60), maximum_attempts=10
+)
+
+
+# What a handler sees when the caller sent no payload at all (`temporal workflow signal` bare).
+NO_PAYLOAD = RawValue(Payload(metadata={"encoding": b"binary/null"}))
+
+
+def workflow_id_for(ticket_id: str) -> str:
+    return f"ticket-{ticket_id}"
+
+
+class Carried(BaseModel):
+    """What a ticket takes across continue-as-new: its events (all already stored)."""
+
+    events: list[ev.DomainEvent]
+    last_reminder_at: datetime | None = None
+
+
+class EventStoreFailed(Exception):
+    """The store refused an append for good (conflict or gap): the ticket cannot go on."""
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class TicketWorkflow:
+    @workflow.init
+    def __init__(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> None:
+        self._state: TicketState | None = None
+        self._events: list[ev.DomainEvent] = []
+        self._outbox: list[ev.DomainEvent] = []
+        self._notices: list[Notification] = []
+        self._appended_seq = 0
+        self._changed = False
+        self._early_signals: list[tuple[str, RawValue]] = []
+        self._last_reminder_at: datetime | None = None
+        self._search_attributes: dict[str, Any] = {}
+        self._fatal: ApplicationError | None = None
+        self._sending = 0  # notify activities in flight
+        if carried is not None:
+            self._events = list(carried.events)
+            self._state = fold(self._events)
+            self._appended_seq = len(self._events)
+            self._last_reminder_at = carried.last_reminder_at
+
+    # --- run ----------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
+        appender = asyncio.create_task(self._append_loop())
+        if self._state is None:
+            await self._open(input)
+        self._publish()
+        while self._state is not None and self._state.status != "closed":
+            await self._wait_for_next_deadline()
+            self._raise_if_fatal()
+            self._record(decide(self._state, Tick(), workflow.now()))
+            if workflow.info().is_continue_as_new_suggested():
+                await self._drain()
+                workflow.continue_as_new(
+                    args=[NO_PAYLOAD, Carried(events=self._events, last_reminder_at=self._last_reminder_at)]
+                )
+        await self._drain()
+        appender.cancel()
+        assert self._state is not None
+        return view(self._state)
+
+    async def _open(self, input: RawValue) -> None:
+        info = workflow.info()
+        try:
+            ticket = parse_open_ticket(self._decode(input))
+            if workflow_id_for(ticket.ticket_id) != info.workflow_id:
+                raise InvalidTicket(
+                    f"ticket_id: {ticket.ticket_id!r} does not match workflow id"
+                    f" {info.workflow_id!r} (expected {workflow_id_for(ticket.ticket_id)!r})"
+                )
+        except InvalidTicket as exc:
+            raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
+        try:
+            policy = await workflow.execute_activity(
+                "resolve_policy",
+                ticket.policy,
+                result_type=Policy,
+                start_to_close_timeout=timedelta(seconds=10),
+                summary=f"resolve policy {ticket.policy}",
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "UnknownPolicy":
+                raise ApplicationError(cause.message, type="InvalidTicket", non_retryable=True) from None
+            raise
+        self._record(decide(None, Open(ticket=ticket, policy=policy), workflow.now()))
+        # Signals that arrived before the ticket existed (signal-with-start) apply now, in order.
+        for name, raw in self._early_signals:
+            self._apply_signal(name, raw)
+        self._early_signals.clear()
+
+    async def _wait_for_next_deadline(self) -> None:
+        """Sleep until the next SLA deadline or reminder, or until anything changes."""
+        assert self._state is not None
+        self._changed = False
+        upcoming = deadlines(self._state)
+        reminder_at = renotify_due(self._state, self._last_reminder_at)
+        if reminder_at is not None:
+            upcoming.append(("resolution breach reminder", reminder_at))
+            upcoming.sort(key=lambda d: d[1])
+
+        def woken() -> bool:
+            return (
+                self._changed
+                or self._fatal is not None
+                or workflow.info().is_continue_as_new_suggested()
+            )
+
+        if upcoming:
+            name, due = upcoming[0]
+            delay = due - workflow.now()
+            if delay > timedelta(0):
+                summary = f"{name} · {self._state.tier} · due {due.isoformat(timespec='seconds')}"
+                try:
+                    await workflow.wait_condition(woken, timeout=delay, timeout_summary=summary)
+                except TimeoutError:
+                    pass  # the deadline came: the caller decides what is due
+        else:
+            await workflow.wait_condition(woken)
+        if reminder_at is not None and workflow.now() >= reminder_at:
+            self._last_reminder_at = reminder_at
+            self._notices.append(reminder(self._state, reminder_at))
+
+    async def _drain(self) -> None:
+        """Wait until every event is stored, notices sent and handlers done."""
+        await workflow.wait_condition(
+            lambda: self._fatal is not None
+            or (
+                not self._outbox
+                and not self._notices
+                and not self._sending
+                and workflow.all_handlers_finished()
+            )
+        )
+        self._raise_if_fatal()
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    # --- recording and storing ------------------------------------------------------------------
+
+    def _record(self, payloads: list[ev.EventPayload]) -> None:
+        if not payloads:
+            return
+        now = workflow.now()
+        ticket_id = self._ticket_id()
+        for data in payloads:
+            event = ev.DomainEvent(
+                ticket_id=ticket_id,
+                seq=len(self._events) + 1,
+                event_id=workflow.uuid4(),
+                event_type=data.event_type,
+                payload=data.model_dump(mode="json"),
+                occurred_at=now,
+            )
+            self._state = evolve(self._state, event)
+            self._events.append(event)
+            self._outbox.append(event)
+            self._notices.extend(notifications_for(self._state, event))
+        self._changed = True
+        self._publish()
+
+    def _ticket_id(self) -> str:
+        if self._state is not None:
+            return self._state.ticket_id
+        return workflow.info().workflow_id.removeprefix("ticket-")
+
+    async def _append_loop(self) -> None:
+        """The one writer: batches in seq order, then the notices those events caused."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox) or bool(self._notices))
+            if self._outbox:
+                batch = self._outbox[:APPEND_BATCH_MAX]
+                try:
+                    await workflow.execute_activity(
+                        "append_events",
+                        {"ticket_id": batch[0].ticket_id, "events": batch},
+                        start_to_close_timeout=timedelta(seconds=30),
+                        retry_policy=APPEND_RETRY,
+                        summary=f"append {len(batch)} event{'s' if len(batch) > 1 else ''}"
+                        f" (seq {batch[0].seq}-{batch[-1].seq})",
+                    )
+                except ActivityError as exc:
+                    message = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc)
+                    self._fatal = ApplicationError(
+                        f"event store refused events of ticket {batch[0].ticket_id}: {message}",
+                        type="EventStoreFailed",
+                        non_retryable=True,
+                    )
+                    return
+                del self._outbox[: len(batch)]
+                self._appended_seq = batch[-1].seq
+                continue
+            notices, self._notices = self._notices, []
+            self._sending = len(notices)
+            await asyncio.gather(*(self._notify(n) for n in notices))
+            self._sending = 0
+
+    async def _notify(self, notice: Notification) -> None:
+        try:
+            await workflow.execute_activity(
+                "notify",
+                notice,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {notice.tier}: {notice.kind}",
+            )
+        except ActivityError as exc:
+            # A notice that cannot be delivered must never stop the ticket's clocks.
+            workflow.logger.warning(
+                "notification %s for %s dropped: %s", notice.kind, notice.ticket_id, exc
+            )
+
+    # --- search attributes and UI ---------------------------------------------------------------
+
+    def _publish(self) -> None:
+        """Keep search attributes and the UI's current details in step with the state."""
+        if self._state is None:
+            return
+        current = view(self._state)
+        wanted: dict[str, Any] = {
+            sa.TICKET_STATUS.name: current.status,
+            sa.TICKET_PRIORITY.name: current.priority,
+            sa.TICKET_TIER.name: current.tier,
+            sa.TICKET_ASSIGNEE.name: current.assignee,
+            sa.TICKET_CUSTOMER.name: current.customer_id,
+            sa.SLA_BREACHED.name: bool(current.sla.breaches),
+            sa.TICKET_SLA_DUE.name: current.sla.nearest_due(),
+        }
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for key in sa.ALL_KEYS:
+            value = wanted[key.name]
+            if key.name in self._search_attributes and self._search_attributes[key.name] == value:
+                continue
+            self._search_attributes[key.name] = value
+            updates.append(key.value_unset() if value is None else key.value_set(value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        due = current.sla.nearest_due()
+        workflow.set_current_details(
+            f"**{current.status}** · tier {current.tier} · "
+            f"assignee {current.assignee or '—'} · "
+            f"next due {due.isoformat(timespec='seconds') if due else '—'}"
+        )
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def _decode(self, raw: RawValue) -> Any:
+        return workflow.payload_converter().from_payload(raw.payload)
+
+    def _apply_signal(self, name: str, raw: RawValue) -> None:
+        if self._state is None:
+            self._early_signals.append((name, raw))
+            return
+        try:
+            decoded = self._decode(raw)
+        except Exception as exc:  # a payload that does not decode is refused, never fatal
+            self._record([reject(name, f"{name}: payload does not decode: {exc}", None)])
+            return
+        try:
+            payloads = decide(self._state, parse_action(name, decoded), workflow.now())
+        except DomainError as exc:
+            payloads = [reject(name, str(exc), _bounded(decoded))]
+        self._record(payloads)
+
+    def _validate(self, name: str, raw: RawValue) -> None:
+        """Update validator: refuse before anything is written to history."""
+        try:
+            action = parse_action(name, self._decode(raw))
+            if self._state is not None:
+                decide(self._state, action, workflow.now())
+        except DomainError as exc:
+            raise ApplicationError(str(exc), type="ActionRejected", non_retryable=True) from None
+        except Exception as exc:
+            raise ApplicationError(
+                f"{name}: payload does not decode: {exc}", type="ActionRejected", non_retryable=True
+            ) from None
+
+    async def _apply_update(self, name: str, raw: RawValue) -> TicketView:
+        # Update-with-start may deliver the update before the ticket is open.
+        await workflow.wait_condition(lambda: self._state is not None or self._fatal is not None)
+        self._raise_if_fatal()
+        assert self._state is not None
+        try:
+            payloads = decide(self._state, parse_action(name, self._decode(raw)), workflow.now())
+        except ActionRejected as exc:
+            raise ApplicationError(str(exc), type="ActionRejected", non_retryable=True) from None
+        self._record(payloads)
+        version = self._state.version
+        await workflow.wait_condition(
+            lambda: self._appended_seq >= version or self._fatal is not None
+        )
+        self._raise_if_fatal()
+        return view(self._state)
+
+    # Every action is a Signal (fire and forget; refusals become ActionRejected events) and an
+    # Update (validated first; returns the TicketView once the events are stored).
+
+    @workflow.signal(name="assign")
+    def assign_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("assign", payload)
+
+    @workflow.update(name="assign")
+    async def assign(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("assign", payload)
+
+    @assign.validator
+    def _assign_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("assign", payload)
+
+    @workflow.signal(name="respond")
+    def respond_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("respond", payload)
+
+    @workflow.update(name="respond")
+    async def respond(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("respond", payload)
+
+    @respond.validator
+    def _respond_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("respond", payload)
+
+    @workflow.signal(name="request_escalation")
+    def request_escalation_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("request_escalation", payload)
+
+    @workflow.update(name="request_escalation")
+    async def request_escalation(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("request_escalation", payload)
+
+    @request_escalation.validator
+    def _request_escalation_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("request_escalation", payload)
+
+    @workflow.signal(name="await_customer")
+    def await_customer_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("await_customer", payload)
+
+    @workflow.update(name="await_customer")
+    async def await_customer(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("await_customer", payload)
+
+    @await_customer.validator
+    def _await_customer_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("await_customer", payload)
+
+    @workflow.signal(name="customer_replied")
+    def customer_replied_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("customer_replied", payload)
+
+    @workflow.update(name="customer_replied")
+    async def customer_replied(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("customer_replied", payload)
+
+    @customer_replied.validator
+    def _customer_replied_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("customer_replied", payload)
+
+    @workflow.signal(name="change_priority")
+    def change_priority_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("change_priority", payload)
+
+    @workflow.update(name="change_priority")
+    async def change_priority(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("change_priority", payload)
+
+    @change_priority.validator
+    def _change_priority_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("change_priority", payload)
+
+    @workflow.signal(name="resolve")
+    def resolve_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("resolve", payload)
+
+    @workflow.update(name="resolve")
+    async def resolve(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("resolve", payload)
+
+    @resolve.validator
+    def _resolve_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("resolve", payload)
+
+    @workflow.signal(name="reopen")
+    def reopen_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("reopen", payload)
+
+    @workflow.update(name="reopen")
+    async def reopen(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("reopen", payload)
+
+    @reopen.validator
+    def _reopen_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("reopen", payload)
+
+    @workflow.signal(name="close")
+    def close_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._apply_signal("close", payload)
+
+    @workflow.update(name="close")
+    async def close(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("close", payload)
+
+    @close.validator
+    def _close_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("close", payload)
+
+    # --- queries --------------------------------------------------------------------------------
+
+    @workflow.query(name="state")
+    def state(self) -> TicketView | None:
+        return view(self._state) if self._state is not None else None
+
+    @workflow.query(name="history")
+    def history(self) -> list[ev.DomainEvent]:
+        return list(self._events)
+
+
+def _bounded(raw: Any) -> Any:
+    """A refused payload as recorded: whole if small, else a truncated JSON string."""
+    text = json.dumps(raw, default=str)
+    if len(text) <= REJECTED_PAYLOAD_MAX:
+        return raw
+    return {"truncated": text[:REJECTED_PAYLOAD_MAX]}
