@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from datetime import timedelta
 import sys
+from datetime import timedelta
 
 import asyncpg
 import structlog
+from activities.event_store import EventStoreActivities
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.errors import PolicyError
 from domain.policy import Policy, load_policies

@@ -135,9 +135,7 @@ def _decide_action(state: TicketState, a: cmd.Action) -> list[ev.EventPayload]:
             if resolved:
                 raise _refuse(state, a)
             if a.priority == state.priority:
-                raise ActionRejected(
-                    f"ticket {state.ticket_id} already has priority {a.priority}"
-                )
+                raise ActionRejected(f"ticket {state.ticket_id} already has priority {a.priority}")
             return [
                 ev.PriorityChanged(
                     agent_id=a.agent_id,

@@ -12,7 +12,9 @@ def parse_duration(text: str) -> timedelta:
     """Parse a policy duration; raise ValueError naming the bad text."""
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not any(match.groupdict().values()):
-        raise ValueError(f"invalid duration {text!r}: use units d, h, m, s as in '90s', '4h', '1h30m'")
+        raise ValueError(
+            f"invalid duration {text!r}: use units d, h, m, s as in '90s', '4h', '1h30m'"
+        )
     parts = {k: int(v) for k, v in match.groupdict().items() if v}
     value = timedelta(
         days=parts.get("d", 0),

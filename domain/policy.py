@@ -137,7 +137,7 @@ BUILTIN_POLICIES: dict[str, Policy] = {p.name: p for p in (DEFAULT_POLICY, DEMO_
 
 
 def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
-    """Parse a policy file's text. Built-in policies stay available unless the file redefines them."""
+    """Parse a policy file; the built-in policies stay available unless the file redefines them."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -13,7 +13,7 @@ from runtime.config import Settings
 
 
 def connect_options(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Client.connect kwargs: TEMPORAL_API_KEY / TEMPORAL_TLS_* as the Temporal env config reads them."""
+    """Client.connect kwargs; reads TEMPORAL_API_KEY and TEMPORAL_TLS_* like Temporal envconfig."""
     options: dict[str, Any] = dict(ClientConfig.load_client_connect_config(override_env_vars=env))
     options["target_host"] = options.get("target_host") or settings.temporal_address
     options["namespace"] = options.get("namespace") or settings.namespace

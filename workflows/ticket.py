@@ -41,7 +41,9 @@ APPEND_RETRY = RetryPolicy(
     non_retryable_error_types=["EventConflict", "SeqGap", "InvalidBatch"],
 )
 NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60), maximum_attempts=10
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=10,
 )
 
 
@@ -100,7 +102,10 @@ class TicketWorkflow:
             if workflow.info().is_continue_as_new_suggested():
                 await self._drain()
                 workflow.continue_as_new(
-                    args=[NO_PAYLOAD, Carried(events=self._events, last_reminder_at=self._last_reminder_at)]
+                    args=[
+                        NO_PAYLOAD,
+                        Carried(events=self._events, last_reminder_at=self._last_reminder_at),
+                    ]
                 )
         await self._drain()
         appender.cancel()
@@ -129,7 +134,9 @@ class TicketWorkflow:
         except ActivityError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "UnknownPolicy":
-                raise ApplicationError(cause.message, type="InvalidTicket", non_retryable=True) from None
+                raise ApplicationError(
+                    cause.message, type="InvalidTicket", non_retryable=True
+                ) from None
             raise
         self._record(decide(None, Open(ticket=ticket, policy=policy), workflow.now()))
         # Signals that arrived before the ticket existed (signal-with-start) apply now, in order.
@@ -172,12 +179,14 @@ class TicketWorkflow:
     async def _drain(self) -> None:
         """Wait until every event is stored, notices sent and handlers done."""
         await workflow.wait_condition(
-            lambda: self._fatal is not None
-            or (
-                not self._outbox
-                and not self._notices
-                and not self._sending
-                and workflow.all_handlers_finished()
+            lambda: (
+                self._fatal is not None
+                or (
+                    not self._outbox
+                    and not self._notices
+                    and not self._sending
+                    and workflow.all_handlers_finished()
+                )
             )
         )
         self._raise_if_fatal()
@@ -230,7 +239,9 @@ class TicketWorkflow:
                         f" (seq {batch[0].seq}-{batch[-1].seq})",
                     )
                 except ActivityError as exc:
-                    message = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc)
+                    message = (
+                        exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc)
+                    )
                     self._fatal = ApplicationError(
                         f"event store refused events of ticket {batch[0].ticket_id}: {message}",
                         type="EventStoreFailed",

@@ -1,0 +1,153 @@
+"""Open tickets: a library function for backend services and a small CLI, plus the demo.
+
+Opening is idempotent: a ticket whose workflow is running is returned as it is, nothing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from domain.commands import OpenTicket, parse_open_ticket
+from domain.errors import InvalidTicket
+from domain.policy import PRIORITIES
+from runtime.config import Settings
+from runtime.temporal import connect
+from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
+
+PRIORITY_LABEL = {"urgent": "P1", "high": "P2", "normal": "P3", "low": "P4"}
+
+
+class TicketClosedError(Exception):
+    """The ticket id belongs to a ticket that was closed; ticket ids are not reused."""
+
+
+async def open_ticket(
+    client: Client, ticket: OpenTicket | dict[str, Any], task_queue: str | None = None
+) -> WorkflowHandle[Any, Any]:
+    """Start the ticket's workflow, or return the running one (idempotent open)."""
+    ticket = parse_open_ticket(ticket)  # a bad input fails here, before anything is sent
+    queue = task_queue or Settings.from_env().task_queue
+    label = PRIORITY_LABEL[ticket.priority]
+    try:
+        return await client.start_workflow(
+            WORKFLOW_TYPE,
+            ticket.model_dump(mode="json", exclude_none=True),
+            id=workflow_id_for(ticket.ticket_id),
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A closed ticket's id stays its own: its events are in the store under that id.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"{label} · {ticket.customer_id} · {ticket.subject}",
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise TicketClosedError(
+            f"ticket {ticket.ticket_id} already exists and is no longer running; "
+            "open a new ticket id"
+        ) from exc
+
+
+DEMO_SUBJECTS = {
+    "urgent": ["Checkout down for all EU customers", "Payments double-charged"],
+    "high": ["Refund not received", "Cannot log in after password reset"],
+    "normal": ["Invoice shows wrong VAT", "Export to CSV times out"],
+    "low": ["Typo on the pricing page", "Feature request: dark mode"],
+}
+DEMO_CUSTOMERS = ["acme", "globex", "initech", "umbrella"]
+
+
+async def demo(client: Client, task_queue: str | None = None) -> list[str]:
+    """Open two tickets per priority under the fast `demo` policy and act on a few of them."""
+    stamp = time.strftime("%H%M%S")
+    opened: list[str] = []
+    handles: list[WorkflowHandle[Any, Any]] = []
+    for p_index, priority in enumerate(PRIORITIES):
+        for n, subject in enumerate(DEMO_SUBJECTS[priority]):
+            ticket_id = f"DEMO-{stamp}-{priority[0].upper()}{n + 1}"
+            handles.append(
+                await open_ticket(
+                    client,
+                    {
+                        "ticket_id": ticket_id,
+                        "subject": subject,
+                        "customer_id": DEMO_CUSTOMERS[(p_index + n) % len(DEMO_CUSTOMERS)],
+                        "priority": priority,
+                        "category": "demo",
+                        "policy": "demo",
+                    },
+                    task_queue,
+                )
+            )
+            opened.append(ticket_id)
+    # A few agents at work, so the UI shows every kind of story.
+    await handles[1].execute_update("assign", {"agent_id": "alice"})
+    await handles[1].execute_update("respond", {"agent_id": "alice", "message": "Looking into it"})
+    await handles[2].execute_update(
+        "request_escalation", {"agent_id": "bob", "reason": "needs payments engineering"}
+    )
+    await handles[3].execute_update("await_customer", {"agent_id": "carol"})
+    await handles[5].execute_update("resolve", {"agent_id": "dave", "resolution": "Fixed VAT"})
+    return opened
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="starter.py",
+        description="Open support tickets as TicketWorkflow runs (idempotent).",
+        epilog="examples:\n"
+        "  python starter.py open --ticket-id T-1001 --subject 'Refund not received' "
+        "--customer acme --priority high\n"
+        "  python starter.py demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    op = sub.add_parser("open", help="open one ticket (returns the running one if it exists)")
+    op.add_argument("--ticket-id", required=True)
+    op.add_argument("--subject", required=True)
+    op.add_argument("--customer", required=True, dest="customer_id")
+    op.add_argument("--priority", choices=PRIORITIES, default="normal")
+    op.add_argument("--category")
+    op.add_argument("--description")
+    op.add_argument("--policy", default="default")
+    sub.add_parser("demo", help="open demo tickets under the fast demo policy")
+    return parser
+
+
+async def main(argv: list[str] | None = None, client: Client | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        client = client or await connect(settings)
+        if args.command == "demo":
+            ids = await demo(client, settings.task_queue)
+            print(f"opened {len(ids)} demo tickets: {', '.join(ids)}")
+            print("watch them escalate: http://localhost:8233 (namespace default)")
+            return 0
+        fields = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+        handle = await open_ticket(client, fields, settings.task_queue)
+        print(f"ticket {args.ticket_id}: workflow {handle.id} run {handle.result_run_id}")
+        return 0
+    except InvalidTicket as exc:
+        print(f"invalid ticket: {exc}", file=sys.stderr)
+        return 2
+    except TicketClosedError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except ConnectionError as exc:
+        print(str(exc), file=sys.stderr)
+        return 4
+
+
+def cli() -> None:
+    sys.exit(asyncio.run(main()))
+
+
+if __name__ == "__main__":
+    cli()
