@@ -65,9 +65,7 @@ def _check_ordered(migrations: list[Migration]) -> None:
 _check_ordered(MIGRATIONS)
 
 
-async def migrate(
-    pool_or_conn: Executor, migrations: list[Migration] | None = None
-) -> list[int]:
+async def migrate(pool_or_conn: Executor, migrations: list[Migration] | None = None) -> list[int]:
     """Apply the migrations not yet applied; returns the versions applied by this call."""
     todo = MIGRATIONS if migrations is None else migrations
     _check_ordered(todo)

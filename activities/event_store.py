@@ -1,0 +1,91 @@
+"""Store-side activities: append a ticket's events, record and announce a notification.
+
+Both are idempotent, because Temporal may run an activity more than once. A refusal that no
+retry can fix (conflict, gap, malformed batch) becomes a non-retryable ApplicationError whose
+type the workflow names in its retry policy; database outages propagate so Temporal retries.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from pydantic import BaseModel
+from structlog.typing import FilteringBoundLogger
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.events import DomainEvent
+from domain.notifications import Notification
+from store.errors import EventConflict, SeqGap
+from store.event_store import AppendResult, append_events
+from store.notifications import record_notification
+
+logger = structlog.get_logger(__name__)
+
+
+class AppendBatch(BaseModel):
+    """The `append_events` activity's input: consecutive events of one ticket."""
+
+    ticket_id: str
+    events: list[DomainEvent]
+
+
+def _log() -> FilteringBoundLogger:
+    """The module logger bound with the running activity's identity."""
+    info = activity.info()
+    return logger.bind(
+        workflow_id=info.workflow_id,
+        workflow_run_id=info.workflow_run_id,
+        activity_type=info.activity_type,
+        activity_id=info.activity_id,
+        attempt=info.attempt,
+    )
+
+
+class EventStoreActivities:
+    """Activities sharing one asyncpg pool; register the bound methods with the worker."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn(name="append_events")
+    async def append_events(self, batch: AppendBatch) -> AppendResult:
+        log = _log().bind(ticket_id=batch.ticket_id, events=len(batch.events))
+        if batch.events:
+            log = log.bind(first_seq=batch.events[0].seq, last_seq=batch.events[-1].seq)
+        try:
+            strays = {e.ticket_id for e in batch.events} - {batch.ticket_id}
+            if strays:
+                raise ValueError(
+                    f"batch for ticket {batch.ticket_id} holds events of {sorted(strays)}"
+                )
+            result = await append_events(self.pool, batch.events)
+        except EventConflict as exc:
+            log.error("append refused: conflict", error=str(exc))
+            raise ApplicationError(str(exc), type="EventConflict", non_retryable=True) from exc
+        except SeqGap as exc:
+            log.error("append refused: gap", error=str(exc))
+            raise ApplicationError(str(exc), type="SeqGap", non_retryable=True) from exc
+        except ValueError as exc:
+            log.error("append refused: invalid batch", error=str(exc))
+            raise ApplicationError(str(exc), type="InvalidBatch", non_retryable=True) from exc
+        # Anything else (connection lost, server restarting...) propagates: Temporal retries,
+        # and the retry is recognised event by event.
+        log.info(
+            "events appended", inserted=result.inserted, already_present=result.already_present
+        )
+        return result
+
+    @activity.defn(name="notify")
+    async def notify(self, n: Notification) -> bool:
+        """Record the notification (once per notification_id); True if it was new."""
+        log = _log().bind(
+            ticket_id=n.ticket_id, kind=n.kind, tier=n.tier, notification_id=n.notification_id
+        )
+        new = await record_notification(self.pool, n)
+        # Subject and message are customer text: only the ids go to the info log.
+        if new:
+            log.info("notification sent")
+        else:
+            log.info("notification already sent")
+        return new
