@@ -105,10 +105,12 @@ def main(argv: list[str]) -> int:
         return hand_over([str(python), "-m", "runtime.dev", "up", *rest])
     if command == "test":
         return hand_over([str(python), "-m", "pytest", *rest])
-    # lint: both checks run, so one pass shows every problem
+    # lint: both checks run, so one pass shows every problem. No cache: ruff's cache does not
+    # notice that a module appeared elsewhere (which moves an import between isort sections),
+    # so a warm cache can pass what a clean checkout, as in CI, fails.
     ruff = str(venv_bin("ruff"))
-    check = subprocess.call([ruff, "check", ".", *rest], cwd=ROOT)
-    fmt = subprocess.call([ruff, "format", "--check", "."], cwd=ROOT)
+    check = subprocess.call([ruff, "check", "--no-cache", ".", *rest], cwd=ROOT)
+    fmt = subprocess.call([ruff, "format", "--no-cache", "--check", "."], cwd=ROOT)
     return check or fmt
 
 
