@@ -13,10 +13,10 @@ from datetime import timedelta
 
 import asyncpg
 import structlog
-from activities.event_store import EventStoreActivities
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.errors import PolicyError
 from domain.policy import Policy, load_policies

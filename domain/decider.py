@@ -80,13 +80,20 @@ def decide(state: TicketState | None, command: Command, now: datetime) -> list[e
         raise ActionRejected("ticket is not open yet")
     if isinstance(command, Tick):
         return _tick(state, now)
-    if command.request_id and command.request_id in state.request_ids:
-        return []  # idempotent: already applied
-    events = _decide_action(state, command)
-    after = state
+    # Catch up first: a deadline that passed before this action (a late timer, a worker that
+    # was down) is decided before the action, so a late `respond` cannot erase a breach.
+    due = _tick(state, now)
+    caught_up = _apply_all(state, due, now)
+    if command.request_id and command.request_id in caught_up.request_ids:
+        return due  # idempotent: already applied
+    events = _decide_action(caught_up, command)
+    return due + events + _tick(_apply_all(caught_up, events, now), now)
+
+
+def _apply_all(state: TicketState, events: list[ev.EventPayload], at: datetime) -> TicketState:
     for data in events:
-        after = apply(after, data, now)
-    return events + _tick(after, now)
+        state = apply(state, data, at)
+    return state
 
 
 def _refuse(state: TicketState, action: cmd.Action) -> ActionRejected:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+MAX_DURATION = timedelta(days=3650)  # beyond this a due time is not a date any more
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
@@ -16,15 +17,14 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: use units d, h, m, s as in '90s', '4h', '1h30m'"
         )
     parts = {k: int(v) for k, v in match.groupdict().items() if v}
-    value = timedelta(
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
-    if value <= timedelta(0):
+    seconds = (
+        parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60
+    ) + parts.get("s", 0)
+    if seconds <= 0:
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")
-    return value
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"invalid duration {text!r}: too large (at most {MAX_DURATION.days}d)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

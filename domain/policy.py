@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from domain.durations import format_duration, parse_duration
+from domain.durations import MAX_DURATION, format_duration, parse_duration
 from domain.errors import PolicyError, describe_validation_error
 
 Priority = Literal["urgent", "high", "normal", "low"]
@@ -32,11 +32,14 @@ _TIER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 def _to_timedelta(value: Any) -> Any:
+    """Durations are written as text (`15m`); a timedelta is accepted from code, whole seconds."""
     if isinstance(value, str):
         return parse_duration(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    return value
+    if isinstance(value, timedelta):
+        if value.microseconds or value <= timedelta(0) or value > MAX_DURATION:
+            raise ValueError(f"duration {value} must be whole seconds between 1s and 3650d")
+        return value
+    raise ValueError(f"duration must be text such as '90s', '4h' or '1h30m', got {value!r}")
 
 
 # Written and read as `15m`/`1h30m`, so a recorded policy reads like the file it came from.

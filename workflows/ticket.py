@@ -305,8 +305,12 @@ class TicketWorkflow:
 
     # --- actions --------------------------------------------------------------------------------
 
-    def _decode(self, raw: RawValue) -> Any:
-        return workflow.payload_converter().from_payload(raw.payload)
+    def _decode(self, raw: RawValue | Any) -> Any:
+        # The SDK hands over RawValue only when the argument count matches the signature
+        # (a one-argument start of the two-parameter run gets the decoded value itself).
+        if isinstance(raw, RawValue):
+            return workflow.payload_converter().from_payload(raw.payload)
+        return raw
 
     def _apply_signal(self, name: str, raw: RawValue) -> None:
         if self._state is None:
