@@ -194,9 +194,8 @@ def ticket_worker(
     """The production worker, optionally with some activities swapped for test doubles."""
     from worker import build_worker
 
-    worker = build_worker(client, task_queue, pool, dict(BUILTIN_POLICIES))
     if activities is None:
-        return worker
+        return build_worker(client, task_queue, pool, dict(BUILTIN_POLICIES))
     return Worker(client, task_queue=task_queue, workflows=[TicketWorkflow], activities=activities)
 
 
