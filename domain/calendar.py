@@ -1,18 +1,41 @@
 """Active time: how much SLA time passes between two instants, and when a budget runs out.
 
-Two layers. A `Calendar` knows which wall-clock time counts at all (24x7 here; business
-hours plug in behind the same two methods). The module functions then cut out the ticket's
-pauses (time `pending` or `resolved`). All clocks of a ticket are computed from its open time,
-tier entry time and pause list, so a recomputation never drifts.
+Two layers. A `Calendar` knows which wall-clock time counts at all: every second (24x7,
+`AlwaysCalendar`) or the opening hours of a business calendar (`BusinessHoursCalendar`). The
+module functions then cut out the ticket's pauses (time `pending` or `resolved`). All clocks of a
+ticket are computed from its open time, tier entry time and pause list, so a recomputation never
+drifts.
+
+Business hours and DST. Opening hours are local wall-clock times in the calendar's zone. An
+interval `HH:MM-HH:MM` on a local date opens at the first instant the local clock reads the start
+time (or later) and closes at the first instant it reads the end time (or later); the real
+seconds in between count. So:
+- spring forward (the clock skips e.g. 02:00-03:00): an hour inside the gap opens or closes at the
+  first valid instant, 03:00 after the jump; a day open 00:00-24:00 counts 23 real hours;
+- fall back (the clock repeats e.g. 02:00-03:00): boundaries use the first occurrence (fold=0);
+  the repeated hour counts when it lies inside an interval, so a 00:00-24:00 day counts 25 hours.
+Holidays are local dates on which the calendar is closed all day.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
-from domain.policy import ALWAYS, Policy
+from domain.errors import DomainError
+from domain.policy import ALWAYS, CalendarSpec, Policy
+
+# add_active looks this many local days ahead for open time before giving up (policies are
+# checked at load to need at most MAX_CALENDAR_YEARS without holidays).
+SEARCH_DAYS = 100 * 366
+_DAY = timedelta(days=1)
+
+
+class CalendarError(DomainError):
+    """A due time cannot be computed: the calendar has no open time within the search horizon."""
 
 
 class Calendar(Protocol):
@@ -35,10 +58,106 @@ class AlwaysCalendar:
         return start + duration
 
 
+class BusinessHoursCalendar:
+    """Opening hours per weekday in a time zone, closed on holidays. Returns UTC instants."""
+
+    def __init__(self, spec: CalendarSpec) -> None:
+        self.spec = spec
+        self.zone = ZoneInfo(spec.timezone)
+        self._week = spec.week()
+        self._holidays = frozenset(spec.holidays)
+        self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+
+    def __repr__(self) -> str:
+        return f"BusinessHoursCalendar({self.spec.name!r}, {self.spec.timezone!r})"
+
+    def _local_date(self, instant: datetime) -> date:
+        return instant.astimezone(self.zone).date()
+
+    def _instant(self, day: date, minute: int) -> datetime:
+        """The first instant at which the local clock reads `day` + `minute` or later (UTC)."""
+        wall = datetime.combine(day, time()) + timedelta(minutes=minute)
+        first = wall.replace(tzinfo=self.zone).astimezone(UTC)  # fold=0: first occurrence
+        if first.astimezone(self.zone).replace(tzinfo=None) == wall:
+            return first
+        # `wall` does not exist: the clock jumps over it. fold=1 reads it with the offset after
+        # the jump, which lands before the jump; the jump itself is the first instant reading
+        # `wall` or later. Bisect for it in whole seconds (zone transitions are whole seconds).
+        lo = int(wall.replace(tzinfo=self.zone, fold=1).timestamp())
+        hi = int(first.timestamp())
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            local = datetime.fromtimestamp(mid, UTC).astimezone(self.zone).replace(tzinfo=None)
+            if local >= wall:
+                hi = mid
+            else:
+                lo = mid
+        return datetime.fromtimestamp(hi, UTC)
+
+    def open_intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The open stretches of one local date as [start, end) UTC instants, in order."""
+        found = self._days.get(day)
+        if found is None:
+            out: list[tuple[datetime, datetime]] = []
+            if day not in self._holidays:
+                for start, end in self._week[day.weekday()]:
+                    a, b = self._instant(day, start), self._instant(day, end)
+                    if a < b:  # empty when the whole interval falls into a DST gap
+                        out.append((a, b))
+            found = tuple(out)
+            if len(self._days) >= 4096:
+                self._days.clear()
+            self._days[day] = found
+        return found
+
+    def active_between(self, start: datetime, end: datetime) -> timedelta:
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        total = timedelta(0)
+        if end <= start:
+            return total
+        day, last = self._local_date(start), self._local_date(end) + _DAY
+        while day <= last:
+            for a, b in self.open_intervals(day):
+                lo, hi = max(a, start), min(b, end)
+                if hi > lo:
+                    total += hi - lo
+            day += _DAY
+        return total
+
+    def add_active(self, start: datetime, duration: timedelta) -> datetime:
+        start = start.astimezone(UTC)
+        remaining = duration
+        if remaining <= timedelta(0):
+            return start
+        day = self._local_date(start)
+        for _ in range(SEARCH_DAYS):
+            for a, b in self.open_intervals(day):
+                if b <= start:
+                    continue
+                lo = max(a, start)
+                if b - lo >= remaining:
+                    return lo + remaining
+                remaining -= b - lo
+            if day >= date.max - _DAY:
+                break
+            day += _DAY
+        raise CalendarError(
+            f"calendar {self.spec.name!r} has not {duration} of open time within "
+            f"{SEARCH_DAYS} days after {start.isoformat()} (holidays cover too much)"
+        )
+
+
+@lru_cache(maxsize=64)
+def _business_calendar(spec: CalendarSpec) -> BusinessHoursCalendar:
+    return BusinessHoursCalendar(spec)
+
+
 def calendar_for(policy: Policy) -> Calendar:
     if policy.calendar == ALWAYS:
         return AlwaysCalendar()
-    raise ValueError(f"policy {policy.name!r} names unknown calendar {policy.calendar!r}")
+    if policy.calendar_spec is None:
+        raise ValueError(f"policy {policy.name!r} names unknown calendar {policy.calendar!r}")
+    return _business_calendar(policy.calendar_spec)
 
 
 @dataclass(frozen=True)

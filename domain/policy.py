@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -18,8 +19,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
+    model_validator,
 )
 
 from domain.durations import MAX_DURATION, format_duration, parse_duration
@@ -65,12 +69,152 @@ class Targets(BaseModel):
         return value
 
 
+# --- business-hours calendars ------------------------------------------------------------------
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Public holidays of `holiday_country` are expanded for these years when the file is loaded and
+# recorded as dates, so a replay never depends on the `holidays` package or its version.
+HOLIDAY_YEARS = range(2020, 2041)
+# A calendar must reach every duration of its policy within this many years (without holidays).
+MAX_CALENDAR_YEARS = 50
+_INTERVAL = re.compile(r"^(\d{2}):(\d{2})\s*-\s*(\d{2}):(\d{2})$")
+Interval = tuple[int, int]  # minutes since local midnight, [start, end), end up to 1440
+
+
+def _minute(hh: str, mm: str, text: str, *, end: bool) -> int:
+    h, m = int(hh), int(mm)
+    if end and (h, m) == (24, 0):
+        return 1440
+    if h > 23 or m > 59:
+        raise ValueError(f"{text!r}: {hh}:{mm} is not a time of day (00:00-23:59, or 24:00 as end)")
+    return h * 60 + m
+
+
+def parse_hours(text: str) -> tuple[Interval, ...]:
+    """`09:00-12:00,13:00-17:00` -> ((540, 720), (780, 1020)): ordered, non-overlapping."""
+    if not text.strip():
+        raise ValueError("empty opening hours: leave the day out to close it")
+    out: list[Interval] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = _INTERVAL.match(part)
+        if not match:
+            raise ValueError(
+                f"{part!r} is not an interval HH:MM-HH:MM; write e.g. '09:00-17:00' or "
+                "'09:00-12:00,13:00-17:00' ('00:00-24:00' is open all day)"
+            )
+        start = _minute(match[1], match[2], part, end=False)
+        end = _minute(match[3], match[4], part, end=True)
+        if start >= end:
+            raise ValueError(
+                f"{part!r}: start must be before end (a day ends at 24:00; "
+                "split hours past midnight over two days)"
+            )
+        if out and start < out[-1][1]:
+            raise ValueError(
+                f"{part!r} overlaps or comes before the interval before it; "
+                "list intervals in order, without overlaps"
+            )
+        out.append((start, end))
+    return tuple(out)
+
+
+def format_hours(intervals: tuple[Interval, ...]) -> str:
+    """The inverse of parse_hours, normalised: `09:00-12:00,13:00-17:00`."""
+    return ",".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in intervals)
+
+
+def _to_date(value: Any) -> Any:
+    """Holidays are ISO dates: `"2026-12-25"` (or a TOML date); never a number or a datetime."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO date such as '2026-12-25'") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError(f"{value!r} is not an ISO date such as '2026-12-25'")
+
+
+HolidayDate = Annotated[date, BeforeValidator(_to_date)]
+
+
+class CalendarSpec(BaseModel):
+    """A business-hours calendar as resolved at load time, recorded inside the policy.
+
+    `holidays` holds every closed date: the file's own list plus, when `holiday_country` is
+    given, that country's public holidays for HOLIDAY_YEARS. The weekday hours are normalised
+    text (`09:00-12:00,13:00-17:00`); a day that is None is closed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    timezone: str
+    monday: str | None = None
+    tuesday: str | None = None
+    wednesday: str | None = None
+    thursday: str | None = None
+    friday: str | None = None
+    saturday: str | None = None
+    sunday: str | None = None
+    holidays: tuple[HolidayDate, ...] = ()
+    holiday_country: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if name == ALWAYS:
+            raise ValueError(f"{ALWAYS!r} is reserved for the 24x7 calendar")
+        return name
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'"
+            ) from None
+        return name
+
+    @field_validator(*WEEKDAYS)
+    @classmethod
+    def _hours(cls, text: str | None) -> str | None:
+        return None if text is None else format_hours(parse_hours(text))
+
+    @field_validator("holidays")
+    @classmethod
+    def _sorted(cls, days: tuple[date, ...]) -> tuple[date, ...]:
+        return tuple(sorted(set(days)))
+
+    @model_validator(mode="after")
+    def _some_open_hours(self) -> CalendarSpec:
+        if not any(getattr(self, day) for day in WEEKDAYS):
+            raise ValueError(
+                "no open hours on any weekday: give at least one of monday..sunday, "
+                'e.g. monday = "09:00-17:00"'
+            )
+        return self
+
+    def week(self) -> tuple[tuple[Interval, ...], ...]:
+        """Opening intervals per weekday, Monday first, in minutes since local midnight."""
+        return tuple(parse_hours(text) if (text := getattr(self, day)) else () for day in WEEKDAYS)
+
+    def weekly_open(self) -> timedelta:
+        """Nominal open time in a week without holidays or DST changes."""
+        return timedelta(minutes=sum(e - s for day in self.week() for s, e in day))
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     tiers: tuple[str, ...] = Field(min_length=1)
     calendar: str = ALWAYS
+    # The resolved calendar when `calendar` is not "always": recorded so a replay never needs
+    # the policy file (or the holidays package) again.
+    calendar_spec: CalendarSpec | None = None
     warn_at: float = Field(0.8, gt=0, lt=1)
     auto_close_after: Duration = timedelta(hours=72)
     renotify_every: Duration = timedelta(hours=1)
@@ -93,6 +237,23 @@ class Policy(BaseModel):
         if missing:
             raise ValueError(f"missing targets for priorities: {', '.join(missing)}")
         return targets
+
+    @model_validator(mode="after")
+    def _calendar_spec_matches(self) -> Policy:
+        if self.calendar_spec is not None and self.calendar_spec.name != self.calendar:
+            raise ValueError(
+                f"calendar_spec is calendar {self.calendar_spec.name!r}, "
+                f"but the policy names calendar {self.calendar!r}"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_calendar(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A 24x7 policy is recorded exactly as before calendars existed (no `calendar_spec`)."""
+        data = handler(self)
+        if data.get("calendar_spec", ...) is None:
+            del data["calendar_spec"]
+        return data
 
     @property
     def top_tier(self) -> str:
@@ -139,15 +300,73 @@ DEMO_POLICY = Policy.model_validate(
 BUILTIN_POLICIES: dict[str, Policy] = {p.name: p for p in (DEFAULT_POLICY, DEMO_POLICY)}
 
 
+def _country_holidays(country: str) -> list[date]:
+    """Public holidays of a country for HOLIDAY_YEARS; KeyError when the country is unknown."""
+    import holidays  # only when a file is loaded: never needed to replay a recorded policy
+
+    try:
+        found = holidays.country_holidays(country, years=HOLIDAY_YEARS)
+    except NotImplementedError:
+        raise KeyError(country) from None
+    return sorted(found)
+
+
+def parse_calendar(name: str, table: Any, source: str = "<policy>") -> CalendarSpec:
+    """One `[calendars.<name>]` table, resolved (country holidays expanded to dates)."""
+    where = f"calendars.{name}"
+    if name == ALWAYS:
+        raise PolicyError(f"{source}: {where}: the name {ALWAYS!r} is reserved for 24x7")
+    if not isinstance(table, dict):
+        raise PolicyError(f"{source}: {where} must be a table")
+    if "name" in table:
+        raise PolicyError(f"{source}: {where}.name: unknown field (the table key is the name)")
+    try:
+        spec = CalendarSpec.model_validate({**table, "name": name})
+    except ValidationError as exc:
+        raise PolicyError(f"{source}: {describe_validation_error(exc, where)}") from exc
+    if spec.holiday_country is not None:
+        try:
+            public = _country_holidays(spec.holiday_country)
+        except KeyError:
+            raise PolicyError(
+                f"{source}: {where}.holiday_country: unknown country {spec.holiday_country!r}"
+                " (use an ISO 3166 code such as 'DE' or 'US')"
+            ) from None
+        spec = spec.model_copy(update={"holidays": tuple(sorted({*spec.holidays, *public}))})
+    return spec
+
+
+def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str) -> None:
+    """Every duration of the policy must fit in MAX_CALENDAR_YEARS of the calendar's hours."""
+    limit = spec.weekly_open() * 52 * MAX_CALENDAR_YEARS
+    durations = {"renotify_every": policy.renotify_every}
+    for priority, targets in policy.targets.items():
+        for field in ("first_response", "resolution", "tier_budget"):
+            durations[f"targets.{priority}.{field}"] = getattr(targets, field)
+    for key, value in durations.items():
+        if value > limit:
+            raise PolicyError(
+                f"{source}: {where}.{key}: {format_duration(value)} of business time takes more "
+                f"than {MAX_CALENDAR_YEARS} years on calendar {spec.name!r} "
+                f"({format_duration(spec.weekly_open())} open a week)"
+            )
+
+
 def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
     """Parse a policy file; the built-in policies stay available unless the file redefines them."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"policies"})
+    unknown = sorted(set(data) - {"policies", "calendars"})
     if unknown:
         raise PolicyError(f"{source}: unknown top-level key(s): {', '.join(unknown)}")
+    calendar_tables = data.get("calendars", {})
+    if not isinstance(calendar_tables, dict):
+        raise PolicyError(f"{source}: calendars must be a table of [calendars.<name>] tables")
+    calendars = {
+        name: parse_calendar(name, table, source) for name, table in calendar_tables.items()
+    }
     tables = data.get("policies", {})
     if not isinstance(tables, dict) or not tables:
         raise PolicyError(f"{source}: no [policies.<name>] table found")
@@ -156,17 +375,26 @@ def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
         where = f"policies.{name}"
         if not isinstance(table, dict):
             raise PolicyError(f"{source}: {where} must be a table")
-        if "name" in table:
-            raise PolicyError(f"{source}: {where}.name: unknown field (the table key is the name)")
+        for key in ("name", "calendar_spec"):
+            if key in table:
+                hint = " (the table key is the name)" if key == "name" else ""
+                raise PolicyError(f"{source}: {where}.{key}: unknown field{hint}")
+        calendar = table.get("calendar", ALWAYS)
+        spec = None
+        if isinstance(calendar, str) and calendar != ALWAYS:
+            spec = calendars.get(calendar)
+            if spec is None:
+                defined = ", ".join(repr(n) for n in [ALWAYS, *calendars])
+                raise PolicyError(
+                    f"{source}: {where}.calendar: unknown calendar {calendar!r}"
+                    f" (defined: {defined})"
+                )
         try:
-            policy = Policy.model_validate({**table, "name": name})
+            policy = Policy.model_validate({**table, "name": name, "calendar_spec": spec})
         except ValidationError as exc:
             raise PolicyError(f"{source}: {describe_validation_error(exc, where)}") from exc
-        if policy.calendar != ALWAYS:
-            raise PolicyError(
-                f"{source}: {where}.calendar: unknown calendar {policy.calendar!r}"
-                f" (defined: {ALWAYS!r})"
-            )
+        if spec is not None:
+            _check_reachable(policy, spec, where, source)
         policies[name] = policy
     return policies
 

@@ -256,7 +256,6 @@ def _first_response_due_opening_at(opened_at: datetime) -> datetime | None:
     return first_response_due(state)
 
 
-@pytest.mark.xfail(strict=True, reason="business-hours calendars arrive with issue 3")
 @pytest.mark.parametrize(
     "opened_at,due",
     [

@@ -213,7 +213,6 @@ def test_parsed_policy_round_trips_through_json_and_a_ticket_event() -> None:
     assert isinstance(data, TicketOpened) and data.policy == gold
 
 
-@pytest.mark.xfail(strict=True, reason="[calendars.*] tables arrive with issue 3 (SLA clocks)")
 def test_contract_example_file_parses() -> None:
     """The file shown in CONTRACT.md, with `[calendars.office]`, is a valid policy file."""
     text = (
