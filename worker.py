@@ -16,8 +16,10 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.agents import AgentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
+from domain.agents import DirectoryError
 from domain.errors import PolicyError
 from domain.policy import Policy, load_policies
 from runtime.config import Settings
@@ -31,15 +33,20 @@ log = structlog.get_logger("worker")
 
 
 def build_worker(
-    client: Client, task_queue: str, pool: asyncpg.Pool, policies: dict[str, Policy]
+    client: Client,
+    task_queue: str,
+    pool: asyncpg.Pool,
+    policies: dict[str, Policy],
+    agents: AgentActivities | None = None,
 ) -> Worker:
     store = EventStoreActivities(pool)
     policy = PolicyActivities(policies)
+    agents = agents or AgentActivities(None)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[TicketWorkflow],
-        activities=[store.append_events, store.notify, policy.resolve_policy],
+        activities=[store.append_events, store.notify, policy.resolve_policy, agents.authorize],
         # Let running activities finish their write on SIGTERM before the process exits.
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -47,13 +54,18 @@ def build_worker(
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     policies = load_policies(settings.policy_file)  # a bad file stops the worker here
+    agents = AgentActivities(settings.agents_file)  # likewise a bad agent directory
+    if settings.agents_file is None:
+        log.warning(
+            "no agent directory (ESCALATION_AGENTS_FILE): running open, every agent may act"
+        )
     dsn = resolve_database_url(settings)
     pool = await create_pool(dsn)
     try:
         applied = await migrate(pool)
         log.info("event store ready", migrations_applied=applied)
         client = await connect(settings)
-        worker = build_worker(client, settings.task_queue, pool, policies)
+        worker = build_worker(client, settings.task_queue, pool, policies, agents)
         async with worker:
             log.info(
                 "worker started",
@@ -87,6 +99,8 @@ def main() -> None:
         asyncio.run(_main())
     except PolicyError as exc:
         sys.exit(f"worker: invalid SLA policy: {exc}")
+    except DirectoryError as exc:
+        sys.exit(f"worker: invalid agent directory: {exc}")
     except ConnectionError as exc:
         sys.exit(f"worker: {exc}")
     log.info("worker stopped")

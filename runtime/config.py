@@ -18,6 +18,7 @@ class Settings:
     task_queue: str = "escalation"
     database_url: str | None = None  # None: the dev stack's embedded PostgreSQL
     policy_file: str | None = None
+    agents_file: str | None = None  # None: no directory, every agent may act (runs open)
     log_format: str | None = None  # None: console on a TTY, else json
     log_level: str = "info"
 
@@ -30,6 +31,7 @@ class Settings:
             task_queue=e.get("ESCALATION_TASK_QUEUE") or cls.task_queue,
             database_url=e.get("DATABASE_URL") or None,
             policy_file=e.get("ESCALATION_POLICY_FILE") or None,
+            agents_file=e.get("ESCALATION_AGENTS_FILE") or None,
             log_format=(e.get("LOG_FORMAT") or "").lower() or None,
             log_level=(e.get("LOG_LEVEL") or cls.log_level).lower(),
         )

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
+from activities.agents import AgentActivities
 from activities.event_store import AppendBatch, EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.policy import BUILTIN_POLICIES
@@ -119,7 +120,8 @@ async def test_append_retried_after_commit_stores_each_event_once(
 
     task_queue = f"tq-{uuid.uuid4()}"
     policies = PolicyActivities(dict(BUILTIN_POLICIES))
-    activities = [append_then_crash, store.notify, policies.resolve_policy]
+    authorize = AgentActivities(None).authorize
+    activities = [append_then_crash, store.notify, policies.resolve_policy, authorize]
     async with ticket_worker(dev_env.client, task_queue, db_pool, activities):
         rig = TicketRig(dev_env, db_pool, task_queue)
         h = await rig.open()

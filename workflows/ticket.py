@@ -22,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from domain import events as ev
-    from domain.commands import parse_action, parse_open_ticket
+    from domain.agents import AuthorizationRequest, Decision
+    from domain.commands import Action, Assign, parse_action, parse_open_ticket
     from domain.decider import Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
@@ -76,7 +77,8 @@ class TicketWorkflow:
         self._notices: list[Notification] = []
         self._appended_seq = 0
         self._changed = False
-        self._early_signals: list[tuple[str, RawValue]] = []
+        # One action at a time, in arrival order: authorization awaits an activity.
+        self._action_lock = asyncio.Lock()
         self._last_reminder_at: datetime | None = None
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
@@ -139,10 +141,6 @@ class TicketWorkflow:
                 ) from None
             raise
         self._record(decide(None, Open(ticket=ticket, policy=policy), workflow.now()))
-        # Signals that arrived before the ticket existed (signal-with-start) apply now, in order.
-        for name, raw in self._early_signals:
-            self._apply_signal(name, raw)
-        self._early_signals.clear()
 
     async def _wait_for_next_deadline(self) -> None:
         """Sleep until the next SLA deadline or reminder, or until anything changes."""
@@ -312,20 +310,58 @@ class TicketWorkflow:
             return workflow.payload_converter().from_payload(raw.payload)
         return raw
 
-    def _apply_signal(self, name: str, raw: RawValue) -> None:
-        if self._state is None:
-            self._early_signals.append((name, raw))
-            return
-        try:
-            decoded = self._decode(raw)
-        except Exception as exc:  # a payload that does not decode is refused, never fatal
-            self._record([reject(name, f"{name}: payload does not decode: {exc}", None)])
-            return
-        try:
-            payloads = decide(self._state, parse_action(name, decoded), workflow.now())
-        except DomainError as exc:
-            payloads = [reject(name, str(exc), _bounded(decoded))]
-        self._record(payloads)
+    async def _opened(self) -> TicketState:
+        """Actions sent with the start (signal- or update-with-start) wait for the ticket."""
+        await workflow.wait_condition(lambda: self._state is not None or self._fatal is not None)
+        self._raise_if_fatal()
+        assert self._state is not None
+        return self._state
+
+    async def _authorize(self, name: str, action: Action) -> Decision:
+        """Ask the agent directory; the answer is recorded in history, so replay is exact."""
+        agent_id = getattr(action, "agent_id", None)
+        if agent_id is None:  # the customer's own actions (customer_replied, reopen by them)
+            return Decision(allowed=True, directory=False)
+        assert self._state is not None
+        request = AuthorizationRequest(
+            ticket_id=self._state.ticket_id,
+            action=name,
+            agent_id=agent_id,
+            assignee=action.assignee if isinstance(action, Assign) else None,
+            tier=self._state.tier,
+            tiers=self._state.policy.tiers,
+        )
+        return await workflow.execute_local_activity(
+            "authorize",
+            request,
+            result_type=Decision,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary=f"authorize {agent_id}: {name}",
+        )
+
+    async def _apply_signal(self, name: str, raw: RawValue) -> None:
+        await self._opened()
+        async with self._action_lock:
+            assert self._state is not None
+            try:
+                decoded = self._decode(raw)
+            except Exception as exc:  # a payload that does not decode is refused, never fatal
+                self._record([reject(name, f"{name}: payload does not decode: {exc}", None)])
+                return
+            try:
+                action = parse_action(name, decoded)
+                if not self._already_applied(action):
+                    decision = await self._authorize(name, action)
+                    if not decision.allowed:
+                        raise ActionRejected(decision.reason or f"{name}: not authorized")
+                payloads = decide(self._state, action, workflow.now())
+            except DomainError as exc:
+                payloads = [reject(name, str(exc), _bounded(decoded))]
+            self._record(payloads)
+
+    def _already_applied(self, action: Action) -> bool:
+        assert self._state is not None
+        return bool(action.request_id) and action.request_id in self._state.request_ids
 
     def _validate(self, name: str, raw: RawValue) -> None:
         """Update validator: refuse before anything is written to history."""
@@ -341,16 +377,22 @@ class TicketWorkflow:
             ) from None
 
     async def _apply_update(self, name: str, raw: RawValue) -> TicketView:
-        # Update-with-start may deliver the update before the ticket is open.
-        await workflow.wait_condition(lambda: self._state is not None or self._fatal is not None)
-        self._raise_if_fatal()
-        assert self._state is not None
-        try:
-            payloads = decide(self._state, parse_action(name, self._decode(raw)), workflow.now())
-        except ActionRejected as exc:
-            raise ApplicationError(str(exc), type="ActionRejected", non_retryable=True) from None
-        self._record(payloads)
-        version = self._state.version
+        await self._opened()
+        async with self._action_lock:
+            assert self._state is not None
+            try:
+                action = parse_action(name, self._decode(raw))
+                if not self._already_applied(action):
+                    decision = await self._authorize(name, action)
+                    if not decision.allowed:
+                        raise ActionRejected(decision.reason or f"{name}: not authorized")
+                payloads = decide(self._state, action, workflow.now())
+            except ActionRejected as exc:
+                raise ApplicationError(
+                    str(exc), type="ActionRejected", non_retryable=True
+                ) from None
+            self._record(payloads)
+            version = self._state.version
         await workflow.wait_condition(
             lambda: self._appended_seq >= version or self._fatal is not None
         )
@@ -361,8 +403,8 @@ class TicketWorkflow:
     # Update (validated first; returns the TicketView once the events are stored).
 
     @workflow.signal(name="assign")
-    def assign_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("assign", payload)
+    async def assign_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("assign", payload)
 
     @workflow.update(name="assign")
     async def assign(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -373,8 +415,8 @@ class TicketWorkflow:
         self._validate("assign", payload)
 
     @workflow.signal(name="respond")
-    def respond_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("respond", payload)
+    async def respond_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("respond", payload)
 
     @workflow.update(name="respond")
     async def respond(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -385,8 +427,8 @@ class TicketWorkflow:
         self._validate("respond", payload)
 
     @workflow.signal(name="request_escalation")
-    def request_escalation_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("request_escalation", payload)
+    async def request_escalation_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("request_escalation", payload)
 
     @workflow.update(name="request_escalation")
     async def request_escalation(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -397,8 +439,8 @@ class TicketWorkflow:
         self._validate("request_escalation", payload)
 
     @workflow.signal(name="await_customer")
-    def await_customer_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("await_customer", payload)
+    async def await_customer_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("await_customer", payload)
 
     @workflow.update(name="await_customer")
     async def await_customer(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -409,8 +451,8 @@ class TicketWorkflow:
         self._validate("await_customer", payload)
 
     @workflow.signal(name="customer_replied")
-    def customer_replied_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("customer_replied", payload)
+    async def customer_replied_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("customer_replied", payload)
 
     @workflow.update(name="customer_replied")
     async def customer_replied(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -421,8 +463,8 @@ class TicketWorkflow:
         self._validate("customer_replied", payload)
 
     @workflow.signal(name="change_priority")
-    def change_priority_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("change_priority", payload)
+    async def change_priority_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("change_priority", payload)
 
     @workflow.update(name="change_priority")
     async def change_priority(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -433,8 +475,8 @@ class TicketWorkflow:
         self._validate("change_priority", payload)
 
     @workflow.signal(name="resolve")
-    def resolve_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("resolve", payload)
+    async def resolve_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("resolve", payload)
 
     @workflow.update(name="resolve")
     async def resolve(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -445,8 +487,8 @@ class TicketWorkflow:
         self._validate("resolve", payload)
 
     @workflow.signal(name="reopen")
-    def reopen_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("reopen", payload)
+    async def reopen_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("reopen", payload)
 
     @workflow.update(name="reopen")
     async def reopen(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
@@ -457,8 +499,8 @@ class TicketWorkflow:
         self._validate("reopen", payload)
 
     @workflow.signal(name="close")
-    def close_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
-        self._apply_signal("close", payload)
+    async def close_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("close", payload)
 
     @workflow.update(name="close")
     async def close(self, payload: RawValue = NO_PAYLOAD) -> TicketView:

@@ -1,0 +1,64 @@
+"""Authorization against the agent directory file, re-read when it changes (no restart)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import structlog
+from temporalio import activity
+
+from domain.agents import (
+    AgentDirectory,
+    AuthorizationRequest,
+    Decision,
+    DirectoryError,
+    authorize,
+    load_directory,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class AgentActivities:
+    """Holds the directory; the workflow records each decision (a local activity marker), so a
+    replay never consults the file again."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._path = Path(path) if path else None
+        self._stamp: tuple[int, int] | None = None
+        self._directory: AgentDirectory | None = None
+        if self._path is not None:
+            self._reload()  # a bad file stops the worker at start
+
+    def _reload(self) -> None:
+        assert self._path is not None
+        stat = os.stat(self._path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        self._directory = load_directory(self._path)
+        self._stamp = stamp
+        log.info("agent directory loaded", path=str(self._path), agents=len(self._directory.agents))
+
+    def directory(self) -> AgentDirectory | None:
+        if self._path is None:
+            return None
+        try:
+            self._reload()
+        except (OSError, DirectoryError) as exc:
+            # Keep deciding with the last good directory: never fall back to running open.
+            log.error("agent directory not reloaded; keeping the previous one", error=str(exc))
+        return self._directory
+
+    @activity.defn(name="authorize")
+    async def authorize(self, request: AuthorizationRequest) -> Decision:
+        decision = authorize(self.directory(), request)
+        if not decision.allowed:
+            log.info(
+                "action refused",
+                ticket_id=request.ticket_id,
+                action=request.action,
+                agent_id=request.agent_id,
+            )
+        return decision

@@ -1,0 +1,137 @@
+"""The agent directory and who may act on which ticket (pure; loaded from TOML).
+
+An agent may act on a ticket at a tier it belongs to; a lead also on every tier below its
+highest one; a manager anywhere. Unknown agents are refused. Without a directory the system runs
+open and everyone may act.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from domain.errors import DomainError, describe_validation_error
+
+Role = Literal["agent", "lead", "manager"]
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+class DirectoryError(DomainError):
+    """The agent directory file is not valid."""
+
+
+class Agent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str = Field(min_length=1, max_length=200)
+    tiers: tuple[str, ...] = ()
+    role: Role = "agent"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _AGENT_ID.match(value):
+            raise ValueError(
+                f"agent id {value!r} must be 1-128 letters, digits, '.', '_', '@', '-'"
+            )
+        return value
+
+
+class AgentDirectory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agents: dict[str, Agent]
+
+
+class AuthorizationRequest(BaseModel):
+    ticket_id: str
+    action: str
+    agent_id: str
+    assignee: str | None = None
+    tier: str
+    tiers: tuple[str, ...]  # the ticket's policy ladder, lowest first
+
+
+class Decision(BaseModel):
+    allowed: bool
+    reason: str | None = None
+    directory: bool  # False: no directory configured, the system runs open
+
+
+def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DirectoryError(f"{source}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"agents"})
+    if unknown:
+        raise DirectoryError(f"{source}: unknown top-level key(s): {', '.join(unknown)}")
+    tables = data.get("agents")
+    if not isinstance(tables, dict) or not tables:
+        raise DirectoryError(f"{source}: no [agents.<id>] table found")
+    agents: dict[str, Agent] = {}
+    for agent_id, table in tables.items():
+        where = f"agents.{agent_id}"
+        if not isinstance(table, dict):
+            raise DirectoryError(f"{source}: {where} must be a table")
+        if "id" in table:
+            raise DirectoryError(f"{source}: {where}.id: unknown field (the table key is the id)")
+        try:
+            agent = Agent.model_validate({**table, "id": agent_id})
+        except ValidationError as exc:
+            raise DirectoryError(f"{source}: {describe_validation_error(exc, where)}") from exc
+        if agent.role != "manager" and not agent.tiers:
+            raise DirectoryError(
+                f"{source}: {where}.tiers: role {agent.role} needs at least one tier"
+            )
+        agents[agent_id] = agent
+    return AgentDirectory(agents=agents)
+
+
+def load_directory(path: str | Path) -> AgentDirectory:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DirectoryError(f"{file}: cannot read agent directory: {exc.strerror or exc}") from exc
+    return parse_directory(text, str(file))
+
+
+def _may_work(agent: Agent, tier: str, ladder: tuple[str, ...]) -> bool:
+    if agent.role == "manager" or tier in agent.tiers:
+        return True
+    if agent.role == "lead" and tier in ladder:
+        known = [ladder.index(t) for t in agent.tiers if t in ladder]
+        return bool(known) and ladder.index(tier) < max(known)
+    return False
+
+
+def authorize(directory: AgentDirectory | None, req: AuthorizationRequest) -> Decision:
+    if directory is None:
+        return Decision(allowed=True, directory=False)
+
+    def deny(reason: str) -> Decision:
+        return Decision(allowed=False, reason=reason, directory=True)
+
+    agent = directory.agents.get(req.agent_id)
+    if agent is None:
+        return deny(f"unknown agent {req.agent_id!r}; cannot {req.action} ticket {req.ticket_id}")
+    if not _may_work(agent, req.tier, req.tiers):
+        return deny(
+            f"agent {agent.id} may not act on ticket {req.ticket_id} at tier {req.tier}"
+            f" ({agent.id} is {agent.role} of {', '.join(agent.tiers) or 'no tier'})"
+        )
+    if req.assignee is not None and req.assignee != req.agent_id:
+        assignee = directory.agents.get(req.assignee)
+        if assignee is None:
+            return deny(f"unknown assignee {req.assignee!r} for ticket {req.ticket_id}")
+        if not _may_work(assignee, req.tier, req.tiers):
+            return deny(
+                f"assignee {assignee.id} does not work tier {req.tier} of ticket {req.ticket_id}"
+            )
+    return Decision(allowed=True, directory=True)
