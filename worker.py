@@ -26,6 +26,7 @@ from runtime.config import Settings
 from runtime.logs import configure_logging
 from runtime.temporal import connect
 from store.connection import create_pool, resolve_database_url
+from store.projections import background_projector
 from store.schema import migrate
 from workflows.ticket import TicketWorkflow
 
@@ -66,7 +67,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         log.info("event store ready", migrations_applied=applied)
         client = await connect(settings)
         worker = build_worker(client, settings.task_queue, pool, policies, agents)
-        async with worker:
+        # The read side's projector runs beside the worker unless ESCALATION_PROJECTOR=off.
+        async with worker, background_projector(pool, settings.projector):
             log.info(
                 "worker started",
                 task_queue=settings.task_queue,

@@ -9,6 +9,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
 EMBEDDED_PG_DIR = DATA_DIR / "postgres"
+OFF = {"off", "0", "false", "no"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Settings:
     agents_file: str | None = None  # None: no directory, every agent may act (runs open)
     log_format: str | None = None  # None: console on a TTY, else json
     log_level: str = "info"
+    projector: bool = True  # ESCALATION_PROJECTOR=off: the worker runs no read-side projector
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -34,4 +36,5 @@ class Settings:
             agents_file=e.get("ESCALATION_AGENTS_FILE") or None,
             log_format=(e.get("LOG_FORMAT") or "").lower() or None,
             log_level=(e.get("LOG_LEVEL") or cls.log_level).lower(),
+            projector=(e.get("ESCALATION_PROJECTOR") or "on").lower() not in OFF,
         )

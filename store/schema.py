@@ -53,6 +53,61 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX notifications_ticket_at_idx ON notifications (ticket_id, at);
         """,
     ),
+    Migration(
+        2,
+        "read models: tickets, escalations, projection_checkpoints",
+        """
+        -- One row per projection: the last global_position applied, and how many events were
+        -- applied in all (a double-applied batch would show as events > rows in the log).
+        CREATE TABLE projection_checkpoints (
+            name       text        PRIMARY KEY,
+            position   bigint      NOT NULL DEFAULT 0,
+            events     bigint      NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        INSERT INTO projection_checkpoints (name) VALUES ('tickets');
+
+        CREATE TABLE tickets (
+            ticket_id               text        PRIMARY KEY,
+            subject                 text        NOT NULL,
+            customer_id             text        NOT NULL,
+            priority                text        NOT NULL,
+            category                text,
+            policy                  text        NOT NULL,
+            status                  text        NOT NULL,
+            tier                    text        NOT NULL,
+            assignee                text,
+            opened_at               timestamptz NOT NULL,
+            first_responded_at      timestamptz,
+            resolved_at             timestamptz,
+            closed_at               timestamptz,
+            first_response_due      timestamptz,
+            resolution_due          timestamptz,
+            tier_due                timestamptz,
+            first_response_breached boolean     NOT NULL,
+            resolution_breached     boolean     NOT NULL,
+            escalation_count        integer     NOT NULL,
+            version                 integer     NOT NULL,
+            last_position           bigint      NOT NULL
+        );
+        CREATE INDEX tickets_opened_at_idx ON tickets (opened_at);
+        CREATE INDEX tickets_status_tier_idx ON tickets (status, tier);
+
+        CREATE TABLE escalations (
+            ticket_id       text        NOT NULL,
+            seq             integer     NOT NULL,
+            from_tier       text        NOT NULL,
+            to_tier         text        NOT NULL,
+            trigger         text        NOT NULL,
+            reason          text,
+            agent_id        text,
+            at              timestamptz NOT NULL,
+            global_position bigint      NOT NULL,
+            PRIMARY KEY (ticket_id, seq)
+        );
+        CREATE INDEX escalations_at_idx ON escalations (at);
+        """,
+    ),
 ]
 
 
