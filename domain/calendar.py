@@ -115,6 +115,8 @@ class BusinessHoursCalendar:
         total = timedelta(0)
         if end <= start:
             return total
+        # one day of margin: were a fall-back fold to span local midnight, `end` could read the
+        # earlier date while the later date's hours had already begun
         day, last = self._local_date(start), self._local_date(end) + _DAY
         while day <= last:
             for a, b in self.open_intervals(day):
