@@ -1,0 +1,256 @@
+"""The read side of the event store: projector, rebuild, check, ticket history and SLA reports.
+
+    python readside.py project                  follow the log into the read models until Ctrl-C
+    python readside.py rebuild                  drop and replay the read models (progress on stderr)
+    python readside.py check                    compare the read models with a fresh fold; exit 1 if any differ
+    python readside.py history T-1001 [--from-workflow]
+    python readside.py report [--since 7d] [--until 2026-12-01] [--html report.html]
+
+Uses DATABASE_URL like the worker (default: the dev stack's embedded PostgreSQL) and migrates the
+schema first, so it works against a fresh database too.
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import asyncpg
+from temporalio.client import Client
+
+from domain.durations import parse_duration
+from domain.events import DomainEvent
+from reports.render import render_html, render_text
+from reports.sla import Escalation, Report, Ticket, build_report
+from reports.timeline import compare, render_timeline, timeline
+from runtime.config import Settings
+from runtime.logs import configure_logging
+from runtime.temporal import connect
+from store import projections
+from store.connection import create_pool, resolve_database_url
+from store.event_store import read_ticket
+from store.schema import migrate
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """`2026-11-01`, `2026-11-01T09:00` (UTC unless an offset is given), or `7d` (= now - 7d)."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a date/time (2026-11-01, 2026-11-01T09:00) nor a duration (7d)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="readside.py",
+        description="Read models, ticket history and SLA reports from the event store.",
+        epilog="examples:\n"
+        "  python readside.py report --since 7d --html sla.html\n"
+        "  python readside.py history T-1001 --from-workflow",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("project", help="run the projector until Ctrl-C (several may run at once)")
+    pr.add_argument("--batch-size", type=int, default=projections.DEFAULT_BATCH)
+    rb = sub.add_parser("rebuild", help="drop and replay the read models from the log")
+    rb.add_argument("--batch-size", type=int, default=projections.DEFAULT_BATCH)
+    sub.add_parser("check", help="compare the read models with a fresh fold of the log")
+    hi = sub.add_parser("history", help="one ticket's timeline: time, event, who, details")
+    hi.add_argument("ticket_id")
+    hi.add_argument(
+        "--from-workflow",
+        action="store_true",
+        help="read the workflow's `history` query (Temporal) and check it against the store",
+    )
+    rp = sub.add_parser("report", help="SLA report for the tickets opened in a time range")
+    rp.add_argument("--since", help="start, inclusive: 2026-11-01, 2026-11-01T09:00 or 7d")
+    rp.add_argument("--until", help="end, exclusive (default: now); backlog ages are taken here")
+    rp.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML")
+    rp.add_argument(
+        "--no-catch-up",
+        action="store_true",
+        help="report the read model as it is (default: apply pending events first)",
+    )
+    return parser
+
+
+class Progress:
+    """A progress bar on a stream: `[#####-----]  50% 500/1000 events`."""
+
+    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
+        self.total, self.done, self.stream, self.width = total, 0, stream, width
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        frac = min(self.done / self.total, 1.0) if self.total else 1.0
+        filled = round(frac * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {frac:4.0%} {self.done}/{self.total} events")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if not self.done:
+            self(0)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+async def load_report(
+    pool: asyncpg.Pool, since: datetime | None, until: datetime | None, as_of: datetime
+) -> Report:
+    """Rows of the tickets opened in [since, until) and their escalations; the rest is pure."""
+    fields = ", ".join(f"t.{f}" for f in Ticket.__dataclass_fields__)
+    where = "($1::timestamptz IS NULL OR t.opened_at >= $1)"
+    where += " AND ($2::timestamptz IS NULL OR t.opened_at < $2)"
+    tickets = await pool.fetch(f"SELECT {fields} FROM tickets t WHERE {where}", since, until)
+    escalations = await pool.fetch(
+        "SELECT e.ticket_id, e.trigger, e.at FROM escalations e"
+        f" JOIN tickets t USING (ticket_id) WHERE {where}",
+        since,
+        until,
+    )
+    return build_report(
+        map(Ticket.from_row, tickets),
+        map(Escalation.from_row, escalations),
+        as_of=as_of,
+        since=since,
+        until=until,
+    )
+
+
+async def _history(
+    args: argparse.Namespace,
+    pool: asyncpg.Pool,
+    client: Client | None,
+    settings: Settings,
+    out: TextIO,
+) -> int:
+    stored = [e.to_domain() for e in await read_ticket(pool, args.ticket_id)]
+    if not args.from_workflow:
+        out.write(render_timeline(args.ticket_id, timeline(stored), "event store"))
+        return 0 if stored else 1
+    from workflows.ticket import workflow_id_for  # only here: the store path needs no Temporal
+
+    client = client or await connect(settings)
+    handle = client.get_workflow_handle(workflow_id_for(args.ticket_id))
+    events = await handle.query("history", result_type=list[DomainEvent])
+    out.write(render_timeline(args.ticket_id, timeline(events), "workflow history query"))
+    diffs = compare(stored, events)
+    if diffs:
+        out.write("the store and the workflow differ:\n" + "".join(f"  {d}\n" for d in diffs))
+        return 1
+    out.write(f"the store holds the same {len(stored)} events\n")
+    return 0
+
+
+async def _project(pool: asyncpg.Pool, batch_size: int, err: TextIO) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    err.write("projecting ticket_events into tickets/escalations; Ctrl-C stops\n")
+    await projections.run_projector(pool, stop, batch_size=batch_size)
+    return 0
+
+
+async def run(
+    args: argparse.Namespace,
+    pool: asyncpg.Pool,
+    *,
+    settings: Settings,
+    client: Client | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    await migrate(pool)
+    if args.command == "project":
+        return await _project(pool, args.batch_size, err)
+    if args.command == "rebuild":
+        total = await pool.fetchval("SELECT count(*) FROM ticket_events")
+        bar = Progress(total, err)
+        n = await projections.rebuild(pool, batch_size=args.batch_size, progress=bar)
+        bar.finish()
+        count = await pool.fetchval("SELECT count(*) FROM tickets")
+        out.write(f"rebuilt the read models from {n} events: {count} tickets\n")
+        return 0
+    if args.command == "check":
+        await projections.catch_up(pool)
+        diffs = await projections.check(pool)
+        cp = await projections.checkpoint(pool)
+        for d in diffs:
+            out.write(d + "\n")
+        out.write(
+            f"{len(diffs)} differences between the read models and the log"
+            f" (up to position {cp.position})\n"
+        )
+        return 1 if diffs else 0
+    if args.command == "history":
+        return await _history(args, pool, client, settings, out)
+    if args.command == "report":
+        at = now()
+        since = parse_when(args.since, at) if args.since else None
+        until = parse_when(args.until, at) if args.until else None
+        if not args.no_catch_up:
+            await projections.catch_up(pool)
+        report = await load_report(pool, since, until, until or at)
+        out.write(render_text(report))
+        if args.html:
+            args.html.write_text(render_html(report), encoding="utf-8")
+            out.write(f"wrote {args.html}\n")
+        return 0
+    raise AssertionError(f"unknown command {args.command}")
+
+
+async def amain(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name in ("since", "until"):
+        value = getattr(args, name, None)
+        if value:
+            try:
+                parse_when(value, datetime.now(UTC))
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"--{name}: {exc}")
+    settings = Settings.from_env()
+    try:
+        configure_logging(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        print(f"readside: {exc}", file=sys.stderr)
+        return 2
+    dsn = await asyncio.to_thread(resolve_database_url, settings)
+    try:
+        pool = await create_pool(dsn, min_size=1, max_size=4)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"readside: cannot connect to the event store: {exc}", file=sys.stderr)
+        return 4
+    try:
+        return await run(args, pool, settings=settings)
+    except ConnectionError as exc:
+        print(f"readside: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    sys.exit(asyncio.run(amain()))
+
+
+if __name__ == "__main__":
+    main()

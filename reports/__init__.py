@@ -1,0 +1,1 @@
+"""Read-side reports: SLA figures, their terminal and HTML renderings, ticket timelines."""

@@ -1,0 +1,269 @@
+"""SLA reports: pure computation over `tickets` and `escalations` rows (no database, no clock).
+
+The report covers the tickets *opened* in `[since, until)` (a cohort), and for them:
+
+- SLA compliance %: first response is met when the ticket got a first response and never breached
+  it, breached when `first_response_breached`; tickets with neither (still waiting, or closed
+  without a reply) are left out. Resolution is met when the ticket is done (resolved, or closed)
+  without a resolution breach, breached when `resolution_breached`; open tickets are left out.
+- escalation rate: % of tickets escalated at least once; escalations counted by trigger.
+- first-contact resolution: % of done tickets that were never escalated (so they were resolved at
+  the tier they opened at).
+- time to first response and to resolution (wall-clock, from `opened_at`): median (the middle
+  value, or the mean of the two middle values) and p90 (nearest rank: the ceil(0.9 n)-th value).
+- backlog: tickets of the cohort not yet resolved or closed, by current tier and by age at `as_of`.
+
+Everything is grouped overall and by priority, tier (the current one), category and customer.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.policy import PRIORITIES
+
+DIMENSIONS = ("priority", "tier", "category", "customer_id")
+DIMENSION_TITLES = {
+    "priority": "priority",
+    "tier": "tier",
+    "category": "category",
+    "customer_id": "customer",
+}
+TRIGGERS = ("first_response_breach", "tier_timeout", "agent_request")
+NO_CATEGORY = "(none)"
+# Backlog age buckets: (label, upper bound exclusive); the last one has no bound.
+AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
+    ("<1h", timedelta(hours=1)),
+    ("1-4h", timedelta(hours=4)),
+    ("4-24h", timedelta(hours=24)),
+    ("1-3d", timedelta(days=3)),
+    (">3d", None),
+)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """The fields of a `tickets` row that reports use."""
+
+    ticket_id: str
+    customer_id: str
+    priority: str
+    category: str | None
+    status: str
+    tier: str
+    opened_at: datetime
+    first_responded_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    first_response_breached: bool = False
+    resolution_breached: bool = False
+    escalation_count: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Ticket:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+    @property
+    def done_at(self) -> datetime | None:
+        """When the ticket was resolved (or closed, if it was closed without a resolve)."""
+        return self.resolved_at or self.closed_at
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("resolved", "closed")
+
+    def group(self, dimension: str) -> str:
+        value = getattr(self, dimension)
+        return NO_CATEGORY if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    ticket_id: str
+    trigger: str
+    at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Escalation:
+        return cls(ticket_id=row["ticket_id"], trigger=row["trigger"], at=row["at"])
+
+
+def median(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    return timedelta(seconds=statistics.median(v.total_seconds() for v in values))
+
+
+def p90(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[math.ceil(0.9 * len(ordered)) - 1]
+
+
+def percent(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100 * part / whole, 1)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    tickets: int
+    fr_met: int
+    fr_breached: int
+    res_met: int
+    res_breached: int
+    escalated: int
+    escalations: int
+    done: int
+    first_contact: int
+    ttfr_median: timedelta | None
+    ttfr_p90: timedelta | None
+    ttr_median: timedelta | None
+    ttr_p90: timedelta | None
+
+    @property
+    def fr_compliance(self) -> float | None:
+        return percent(self.fr_met, self.fr_met + self.fr_breached)
+
+    @property
+    def res_compliance(self) -> float | None:
+        return percent(self.res_met, self.res_met + self.res_breached)
+
+    @property
+    def escalation_rate(self) -> float | None:
+        return percent(self.escalated, self.tickets)
+
+    @property
+    def fcr_rate(self) -> float | None:
+        return percent(self.first_contact, self.done)
+
+
+def metrics(tickets: list[Ticket]) -> Metrics:
+    ttfr = [t.first_responded_at - t.opened_at for t in tickets if t.first_responded_at is not None]
+    ttr = [t.done_at - t.opened_at for t in tickets if t.done and t.done_at is not None]
+    done = [t for t in tickets if t.done]
+    return Metrics(
+        tickets=len(tickets),
+        fr_met=sum(
+            1 for t in tickets if t.first_responded_at is not None and not t.first_response_breached
+        ),
+        fr_breached=sum(1 for t in tickets if t.first_response_breached),
+        res_met=sum(1 for t in done if not t.resolution_breached),
+        res_breached=sum(1 for t in tickets if t.resolution_breached),
+        escalated=sum(1 for t in tickets if t.escalation_count > 0),
+        escalations=sum(t.escalation_count for t in tickets),
+        done=len(done),
+        first_contact=sum(1 for t in done if t.escalation_count == 0),
+        ttfr_median=median(ttfr),
+        ttfr_p90=p90(ttfr),
+        ttr_median=median(ttr),
+        ttr_p90=p90(ttr),
+    )
+
+
+def age_bucket(age: timedelta) -> str:
+    for label, bound in AGE_BUCKETS:
+        if bound is None or age < bound:
+            return label
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Report:
+    since: datetime | None
+    until: datetime | None
+    as_of: datetime
+    overall: Metrics
+    by: dict[str, list[tuple[str, Metrics]]]
+    escalations_by_trigger: dict[str, int]
+    backlog: dict[str, dict[str, int]]  # tier -> age bucket -> open tickets (tiers with any)
+
+    @property
+    def backlog_total(self) -> int:
+        return sum(sum(b.values()) for b in self.backlog.values())
+
+
+def _order(dimension: str, values: Iterable[str]) -> list[str]:
+    values = set(values)
+    if dimension == "priority":
+        known = [p for p in PRIORITIES if p in values]
+        return known + sorted(values - set(known))
+    return sorted(values)
+
+
+def in_range(t: Ticket, since: datetime | None, until: datetime | None) -> bool:
+    return (since is None or t.opened_at >= since) and (until is None or t.opened_at < until)
+
+
+def build_report(
+    tickets: Iterable[Ticket | Mapping[str, Any]],
+    escalations: Iterable[Escalation | Mapping[str, Any]],
+    *,
+    as_of: datetime,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Report:
+    """The report for tickets opened in `[since, until)`; backlog ages are taken at `as_of`."""
+    cohort = [
+        t
+        for t in (x if isinstance(x, Ticket) else Ticket.from_row(x) for x in tickets)
+        if in_range(t, since, until)
+    ]
+    ids = {t.ticket_id for t in cohort}
+    escs = [
+        e
+        for e in (x if isinstance(x, Escalation) else Escalation.from_row(x) for x in escalations)
+        if e.ticket_id in ids
+    ]
+    by: dict[str, list[tuple[str, Metrics]]] = {}
+    for dim in DIMENSIONS:
+        groups: dict[str, list[Ticket]] = {}
+        for t in cohort:
+            groups.setdefault(t.group(dim), []).append(t)
+        by[dim] = [(value, metrics(groups[value])) for value in _order(dim, groups)]
+
+    triggers = {trigger: 0 for trigger in TRIGGERS}
+    for e in escs:
+        triggers[e.trigger] = triggers.get(e.trigger, 0) + 1
+
+    tiers = _order("tier", {t.tier for t in cohort})
+    backlog = {tier: {label: 0 for label, _ in AGE_BUCKETS} for tier in tiers}
+    for t in cohort:
+        if not t.done:
+            backlog[t.tier][age_bucket(as_of - t.opened_at)] += 1
+    backlog = {tier: counts for tier, counts in backlog.items() if any(counts.values())}
+    return Report(
+        since=since,
+        until=until,
+        as_of=as_of,
+        overall=metrics(cohort),
+        by=by,
+        escalations_by_trigger=triggers,
+        backlog=backlog,
+    )
+
+
+# --- formatting shared by the renderers --------------------------------------------------------
+
+
+def fmt_duration(value: timedelta | None) -> str:
+    """`45m`, `2h05m`, `3d4h`; `-` for none. Rounded to the minute."""
+    if value is None:
+        return "-"
+    minutes = round(value.total_seconds() / 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{mins:02d}m" if mins else f"{hours}h"
+    return f"{mins}m"
+
+
+def fmt_percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
