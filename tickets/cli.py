@@ -1,0 +1,635 @@
+"""`tickets`: the agents' command line. Every action is an Update, so it answers at once whether
+the ticket took it, and prints the ticket after it.
+
+Exit codes: 0 ok, 1 rejected (the workflow refused the action, or the ticket is closed),
+2 usage (bad arguments, invalid input), 3 ticket not found, 4 cannot connect to Temporal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from pydantic import BaseModel
+from temporalio.client import Client
+
+from domain.durations import parse_duration
+from domain.events import DomainEvent
+from domain.policy import PRIORITIES
+from domain.view import TicketView
+from runtime.config import Settings
+from tickets.client import TicketClient, TicketSummary
+from tickets.errors import InvalidInput, TicketError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CANNOT_CONNECT = 0, 1, 2, 3, 4
+STATUSES = ("new", "open", "pending", "resolved", "closed")
+
+MAIN_EPILOG = """\
+Every command takes the ticket id as its first argument (except list). Actions need your agent
+id: --agent ID or the env TICKETS_AGENT. Add --json to any command for machine-readable output.
+
+working a ticket, start to finish:
+  export TICKETS_AGENT=alice
+  tickets open T-1001 --subject "Refund not received" --customer acme --priority high
+  tickets list --mine                     # or: tickets list --tier L1 --status new
+  tickets claim T-1001                    # assign it to yourself
+  tickets respond T-1001 -m "Looking into it"
+  tickets wait-customer T-1001 -m "Which card did you use?"   # SLA clocks pause
+  tickets customer-replied T-1001 -m "The Visa one"           # clocks resume
+  tickets escalate T-1001 --reason "needs payments engineering"
+  tickets show T-1001                     # status, tier, assignee, SLA countdowns
+  tickets resolve T-1001 --resolution "refund re-issued"
+  tickets close T-1001
+  tickets history T-1001                  # everything that happened, in order
+
+exit codes: 0 ok, 1 rejected (the reason is printed), 2 usage or invalid input,
+            3 ticket not found, 4 cannot connect to Temporal
+environment: TICKETS_AGENT, TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
+             ESCALATION_TASK_QUEUE (escalation); `tickets COMMAND --help` for each command
+"""
+
+
+# Where this invocation prints: tests pass buffers (the worker under test logs to sys.stdout).
+_STDOUT: ContextVar[TextIO | None] = ContextVar("tickets_stdout", default=None)
+_STDERR: ContextVar[TextIO | None] = ContextVar("tickets_stderr", default=None)
+
+
+def out(text: str) -> None:
+    print(text, file=_STDOUT.get() or sys.stdout)
+
+
+def err(text: str) -> None:
+    print(text, file=_STDERR.get() or sys.stderr)
+
+
+# --- time and formatting ------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ago(delta: timedelta) -> str:
+    """A short human duration: 45s, 12m, 3h05m, 2d4h."""
+    seconds = int(abs(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
+
+
+def clock(at: datetime, now: datetime) -> str:
+    """`14:05 UTC` today, else `2026-11-28 14:05 UTC`."""
+    at = at.astimezone(UTC)
+    if at.date() == now.astimezone(UTC).date():
+        return at.strftime("%H:%M UTC")
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def countdown(label: str, due: datetime, now: datetime) -> str:
+    """`first response due in 12m (14:05 UTC)`, or `... overdue by 3m (...)`."""
+    delta = due - now
+    if delta >= timedelta(0):
+        return f"{label} due in {ago(delta)} ({clock(due, now)})"
+    return f"{label} OVERDUE by {ago(delta)} ({clock(due, now)})"
+
+
+def render_view(v: TicketView, now: datetime | None = None) -> str:
+    now = now or _now()
+    lines = [
+        f"ticket {v.ticket_id}: {v.subject}",
+        f"  status {v.status} · tier {v.tier} · assignee {v.assignee or '—'} · "
+        f"priority {v.priority}",
+        f"  customer {v.customer_id} · category {v.category or '—'} · policy {v.policy}"
+        f" · opened {clock(v.opened_at, now)} ({ago(now - v.opened_at)} ago)",
+    ]
+    sla = []
+    if v.first_responded_at:
+        sla.append(f"first response given {clock(v.first_responded_at, now)}")
+    elif v.sla.first_response_due:
+        sla.append(countdown("first response", v.sla.first_response_due, now))
+    if v.sla.resolution_due:
+        sla.append(countdown("resolution", v.sla.resolution_due, now))
+    if v.sla.tier_due:
+        sla.append(countdown(f"tier {v.tier} budget", v.sla.tier_due, now))
+    if v.sla.paused:
+        sla.append("SLA clocks paused: waiting for the customer")
+    elif v.status == "resolved" and v.resolved_at:
+        sla.append(f"resolved {clock(v.resolved_at, now)}; clocks stopped")
+    elif v.status == "closed" and v.closed_at:
+        sla.append(f"closed {clock(v.closed_at, now)}")
+    lines += [f"  {s}" for s in sla]
+    if v.sla.breaches:
+        lines.append("  breaches:")
+        lines += [
+            f"    {b.metric.replace('_', ' ')} at {b.tier}: due {clock(b.due_at, now)},"
+            f" breached {clock(b.at, now)}"
+            for b in v.sla.breaches
+        ]
+    else:
+        lines.append("  breaches: none")
+    if v.escalations:
+        lines.append("  escalations:")
+        for e in v.escalations:
+            who = f" by {e.agent_id}" if e.agent_id else ""
+            why = f": {e.reason}" if e.reason else ""
+            lines.append(
+                f"    {e.from_tier} → {e.to_tier} {clock(e.at, now)} ({e.trigger}{who}){why}"
+            )
+    else:
+        lines.append("  escalations: none")
+    return "\n".join(lines)
+
+
+def describe_event(e: DomainEvent) -> str:
+    """One line per domain event, for `history`."""
+    p = e.payload
+    by = f" (by {p['agent_id']})" if p.get("agent_id") else ""
+    msg = f': "{p["message"]}"' if p.get("message") else ""
+    match e.event_type:
+        case "TicketOpened":
+            policy = p.get("policy") or {}
+            return (
+                f"opened at {p.get('tier')}: {p.get('subject')!r} for {p.get('customer_id')}, "
+                f"priority {p.get('priority')}, policy {policy.get('name', '?')}"
+            )
+        case "TicketAssigned":
+            return f"assigned to {p.get('assignee')}{by}"
+        case "AgentResponded":
+            first = "first response" if p.get("first_response") else "response"
+            return f"{first}{by}{msg}"
+        case "CustomerAwaited":
+            return f"waiting for the customer{by}{msg}; clocks paused"
+        case "CustomerReplied":
+            again = "; ticket reopened" if p.get("reopened") else ""
+            return f"customer replied{msg}{again}"
+        case "SlaWarning":
+            return f"SLA warning: {p.get('metric')} at {p.get('tier')} due {p.get('due_at')}"
+        case "SlaBreached":
+            return f"SLA BREACHED: {p.get('metric')} at {p.get('tier')} (was due {p.get('due_at')})"
+        case "TicketEscalated":
+            why = f": {p['reason']}" if p.get("reason") else ""
+            tiers = f"{p.get('from_tier')} → {p.get('to_tier')}"
+            return f"escalated {tiers} ({p.get('trigger')}){by}{why}"
+        case "PriorityChanged":
+            why = f": {p['reason']}" if p.get("reason") else ""
+            return f"priority {p.get('from_priority')} → {p.get('to_priority')}{by}{why}"
+        case "TicketResolved":
+            return f"resolved{by}: {p.get('resolution')}"
+        case "TicketReopened":
+            why = f": {p['reason']}" if p.get("reason") else ""
+            return f"reopened{by}{why}"
+        case "TicketClosed":
+            return f"closed ({p.get('trigger')}){by}"
+        case "ActionRejected":
+            return f"action {p.get('action')} rejected{by}: {p.get('reason')}"
+    return json.dumps(p, sort_keys=True)
+
+
+def render_history(events: list[DomainEvent], now: datetime | None = None) -> str:
+    now = now or _now()
+    if not events:
+        return "no events"
+    width = max(len(e.event_type) for e in events)
+    return "\n".join(
+        f"#{e.seq:<3} {e.occurred_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}  "
+        f"{e.event_type:<{width}}  {describe_event(e)}"
+        for e in events
+    )
+
+
+def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
+    now = now or _now()
+    if not rows:
+        return "no tickets match"
+    header = ("TICKET", "STATUS", "PRI", "TIER", "ASSIGNEE", "CUSTOMER", "NEXT DUE", "BREACHED")
+    table = [header]
+    for r in rows:
+        due = "—"
+        if r.sla_due is not None:
+            delta = r.sla_due - now
+            due = f"in {ago(delta)}" if delta >= timedelta(0) else f"{ago(delta)} ago"
+        table.append(
+            (
+                r.ticket_id,
+                r.status or r.execution_status,
+                r.priority or "—",
+                r.tier or "—",
+                r.assignee or "—",
+                r.customer_id or "—",
+                due,
+                "yes" if r.sla_breached else "no",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def to_json(value: BaseModel | list[Any]) -> str:
+    if isinstance(value, list):
+        return json.dumps([v.model_dump(mode="json") for v in value], indent=2)
+    return value.model_dump_json(indent=2)
+
+
+# --- arguments ----------------------------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """Bad arguments that argparse cannot see (e.g. no agent id): exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises instead of exiting, so main() can return the exit code to a caller in-process."""
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: error: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Exit(status)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            stream = _STDERR.get() if file is sys.stderr else _STDOUT.get()
+            (stream or file or sys.stderr).write(message)
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the command name."""
+    common = argparse.ArgumentParser(add_help=False)
+    sup = argparse.SUPPRESS
+    common.add_argument(
+        "--agent", default=sup, help="your agent id (default: env TICKETS_AGENT)", metavar="ID"
+    )
+    common.add_argument("--json", action="store_true", default=sup, help="print JSON")
+    common.add_argument(
+        "--address", default=sup, help="Temporal host:port (default: env TEMPORAL_ADDRESS)"
+    )
+    common.add_argument(
+        "--namespace", default=sup, help="Temporal namespace (default: env TEMPORAL_NAMESPACE)"
+    )
+    return common
+
+
+def _action_opts() -> argparse.ArgumentParser:
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument(
+        "--request-id",
+        help="idempotency key: repeating an action with the same id is a no-op",
+    )
+    return opts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    action = _action_opts()
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="tickets",
+        description="Work support tickets: open, claim, respond, escalate, resolve, close; "
+        "show a ticket's SLA countdowns and history; list queues.",
+        epilog=MAIN_EPILOG,
+        formatter_class=fmt,
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help: str, examples: str, *, is_action: bool = True) -> Any:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog="examples:\n" + examples,
+            formatter_class=fmt,
+            parents=[common, action] if is_action else [common],
+        )
+        if name != "list":
+            p.add_argument("ticket_id", metavar="TICKET", help="ticket id, e.g. T-1001")
+        return p
+
+    p = add(
+        "open",
+        "open a ticket, or return it if a ticket with this id is already open (idempotent)",
+        "  tickets open T-1001 --subject 'Refund not received' --customer acme --priority high\n"
+        "  tickets open T-1002 --subject 'Cannot log in' --customer globex --json\n",
+        is_action=False,
+    )
+    p.add_argument("--subject", required=True, help="one line, up to 300 characters")
+    p.add_argument("--customer", required=True, dest="customer_id", help="customer id")
+    p.add_argument("--priority", choices=PRIORITIES, default="normal", help="default: normal")
+    p.add_argument("--category", help="e.g. billing")
+    p.add_argument("--description", help="longer text")
+    p.add_argument("--policy", default="default", help="SLA policy name (default: default)")
+
+    add(
+        "claim",
+        "assign the ticket to yourself (status new → open)",
+        "  tickets claim T-1001 --agent alice\n  TICKETS_AGENT=alice tickets claim T-1001\n",
+    )
+    p = add(
+        "assign",
+        "assign the ticket to another agent (you are recorded as who assigned it)",
+        "  tickets assign T-1001 bob --agent alice\n",
+    )
+    p.add_argument("assignee", metavar="AGENT", help="the agent who gets the ticket")
+    p = add(
+        "respond",
+        "record a public reply to the customer (the first one meets the first-response SLA)",
+        "  tickets respond T-1001 -m 'We are looking into it'\n",
+    )
+    p.add_argument("-m", "--message", help="the reply text (optional)")
+    p = add(
+        "escalate",
+        "escalate to the next tier now (or to --to-tier); a reason is required",
+        "  tickets escalate T-1001 --reason 'needs payments engineering'\n"
+        "  tickets escalate T-1001 --reason 'outage' --to-tier L3\n",
+    )
+    p.add_argument("--reason", required=True, help="why (1..2000 characters)")
+    p.add_argument("--to-tier", help="a tier above the current one (default: the next tier)")
+    p = add(
+        "wait-customer",
+        "set the ticket pending: waiting for the customer; every SLA clock pauses",
+        "  tickets wait-customer T-1001 -m 'Which card did you use?'\n",
+    )
+    p.add_argument("-m", "--message", help="what you asked the customer (optional)")
+    p = add(
+        "customer-replied",
+        "record the customer's reply: clocks resume; a resolved ticket reopens",
+        "  tickets customer-replied T-1001 -m 'The Visa one'\n",
+    )
+    p.add_argument("-m", "--message", help="the customer's reply (optional)")
+    p = add(
+        "priority",
+        "change the priority; SLA due times are recomputed from the open time",
+        "  tickets priority T-1001 urgent --reason 'VIP customer'\n",
+    )
+    p.add_argument("priority", choices=PRIORITIES, help="the new priority")
+    p.add_argument("--reason", help="why (optional)")
+    p = add(
+        "resolve",
+        "resolve the ticket: clocks stop; it closes itself after the policy's auto-close time",
+        "  tickets resolve T-1001 --resolution 'refund re-issued'\n",
+    )
+    p.add_argument("--resolution", "-r", required=True, help="what fixed it")
+    p = add(
+        "reopen",
+        "reopen a resolved ticket: clocks resume",
+        "  tickets reopen T-1001 --reason 'customer says it still fails'\n",
+    )
+    p.add_argument("--reason", help="why (optional)")
+    add(
+        "close",
+        "close the ticket for good (its id cannot be opened again)",
+        "  tickets close T-1001\n",
+    )
+    add(
+        "show",
+        "show a ticket: status, tier, assignee, SLA countdowns, breaches, escalations",
+        "  tickets show T-1001\n  tickets show T-1001 --json | jq .sla\n",
+        is_action=False,
+    )
+    add(
+        "history",
+        "show everything that happened to a ticket, in order (its domain events)",
+        "  tickets history T-1001\n  tickets history T-1001 --json\n",
+        is_action=False,
+    )
+    p = add(
+        "list",
+        "list tickets (running ones unless --status closed or --all); filters combine with AND",
+        "  tickets list --mine --agent alice      # my tickets\n"
+        "  tickets list --tier L2 --status open   # the L2 queue\n"
+        "  tickets list --breaching-within 30m    # about to breach\n"
+        "  tickets list --breached                # already breached\n"
+        "  tickets list --query \"TicketCustomer='acme'\" --json\n",
+        is_action=False,
+    )
+    p.add_argument("--mine", action="store_true", help="assigned to you (--agent/TICKETS_AGENT)")
+    p.add_argument("--assignee", help="assigned to this agent")
+    p.add_argument("--tier", help="at this tier, e.g. L2 (a tier's queue)")
+    p.add_argument("--status", choices=STATUSES, help="in this status")
+    p.add_argument("--priority", choices=PRIORITIES, help="of this priority")
+    p.add_argument("--customer", help="of this customer id")
+    p.add_argument(
+        "--breaching-within",
+        metavar="DURATION",
+        help="next SLA due time within this duration from now, e.g. 30m, 2h",
+    )
+    p.add_argument("--breached", action="store_true", help="an SLA has been breached")
+    p.add_argument("--all", action="store_true", help="include closed and terminated tickets")
+    p.add_argument("--query", help="an extra visibility query clause (Temporal list syntax)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    return parser
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def list_query(args: argparse.Namespace, agent: str | None, now: datetime) -> str:
+    """The visibility query for `list`'s filters."""
+    clauses: list[str] = []
+    if args.mine:
+        if not agent:
+            raise UsageError("--mine needs your agent id: --agent ID or env TICKETS_AGENT")
+        clauses.append(f"TicketAssignee = {_quote(agent)}")
+    if args.assignee:
+        clauses.append(f"TicketAssignee = {_quote(args.assignee)}")
+    if args.tier:
+        clauses.append(f"TicketTier = {_quote(args.tier)}")
+    if args.status:
+        clauses.append(f"TicketStatus = {_quote(args.status)}")
+    if args.priority:
+        clauses.append(f"TicketPriority = {_quote(args.priority)}")
+    if args.customer:
+        clauses.append(f"TicketCustomer = {_quote(args.customer)}")
+    if args.breaching_within:
+        try:
+            within = parse_duration(args.breaching_within)
+        except ValueError as exc:
+            raise UsageError(f"--breaching-within: {exc}") from None
+        limit = (now + within).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clauses.append(f"TicketSlaDue < '{limit}'")
+    if args.breached:
+        clauses.append("SlaBreached = true")
+    if not args.all and args.status != "closed":
+        clauses.append("ExecutionStatus = 'Running'")
+    if args.query:
+        clauses.append(f"({args.query})")
+    return " AND ".join(clauses)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+ACTION_VERBS = {
+    "claim": "claimed",
+    "assign": "assigned",
+    "respond": "response recorded",
+    "escalate": "escalated",
+    "wait-customer": "waiting for the customer",
+    "customer-replied": "customer reply recorded",
+    "priority": "priority changed",
+    "resolve": "resolved",
+    "reopen": "reopened",
+    "close": "closed",
+}
+NEEDS_AGENT = set(ACTION_VERBS) - {"customer-replied", "reopen"}
+
+
+async def _act(tc: TicketClient, args: argparse.Namespace, agent: str | None) -> TicketView:
+    t, rid, cmd = args.ticket_id, args.request_id, args.command
+    if cmd in NEEDS_AGENT and not agent:
+        raise UsageError(f"{cmd} needs your agent id: --agent ID or env TICKETS_AGENT")
+    match cmd:
+        case "claim":
+            return await tc.assign(t, agent or "", request_id=rid)
+        case "assign":
+            return await tc.assign(t, agent or "", assignee=args.assignee, request_id=rid)
+        case "respond":
+            return await tc.respond(t, agent or "", message=args.message, request_id=rid)
+        case "escalate":
+            return await tc.request_escalation(
+                t, agent or "", reason=args.reason, to_tier=args.to_tier, request_id=rid
+            )
+        case "wait-customer":
+            return await tc.await_customer(t, agent or "", message=args.message, request_id=rid)
+        case "customer-replied":
+            return await tc.customer_replied(t, message=args.message, request_id=rid)
+        case "priority":
+            return await tc.change_priority(
+                t, agent or "", args.priority, reason=args.reason, request_id=rid
+            )
+        case "resolve":
+            return await tc.resolve(t, agent or "", args.resolution, request_id=rid)
+        case "reopen":
+            return await tc.reopen(t, agent_id=agent, reason=args.reason, request_id=rid)
+        case "close":
+            return await tc.close(t, agent or "", request_id=rid)
+    raise UsageError(f"unknown command {cmd!r}")
+
+
+async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as_json: bool) -> int:
+    cmd = args.command
+    if cmd == "open":
+        fields = {
+            k: getattr(args, k)
+            for k in (
+                "ticket_id",
+                "subject",
+                "customer_id",
+                "priority",
+                "category",
+                "description",
+                "policy",
+            )
+            if getattr(args, k) is not None
+        }
+        v = await tc.open(fields)
+        out(to_json(v) if as_json else f"opened\n{render_view(v)}")
+    elif cmd == "show":
+        v = await tc.show(args.ticket_id)
+        out(to_json(v) if as_json else render_view(v))
+    elif cmd == "history":
+        events = await tc.history(args.ticket_id)
+        out(to_json(events) if as_json else render_history(events))
+    elif cmd == "list":
+        now = _now()
+        rows = await tc.list(list_query(args, agent, now), limit=args.limit)
+        out(to_json(rows) if as_json else render_list(rows, now))
+    else:
+        v = await _act(tc, args, agent)
+        out(to_json(v) if as_json else f"{ACTION_VERBS[cmd]}\n{render_view(v)}")
+    return EXIT_OK
+
+
+async def main(
+    argv: Sequence[str] | None = None,
+    client: TicketClient | Client | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """The command line; returns the exit code. Tests pass a connected client (and buffers)."""
+    tokens = _STDOUT.set(stdout), _STDERR.set(stderr)
+    try:
+        return await _main(argv, client)
+    finally:
+        _STDOUT.reset(tokens[0])
+        _STDERR.reset(tokens[1])
+
+
+async def _main(argv: Sequence[str] | None, client: TicketClient | Client | None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except UsageError as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    except _Exit as exc:  # --help
+        return exc.status
+    agent = getattr(args, "agent", None) or os.environ.get("TICKETS_AGENT") or None
+    as_json = bool(getattr(args, "json", False))
+    try:
+        if isinstance(client, TicketClient):
+            tc = client
+        else:
+            settings = Settings.from_env()
+            if client is not None:
+                tc = TicketClient(client, settings.task_queue)
+            else:
+                overrides: dict[str, str] = {}
+                if getattr(args, "address", None):
+                    overrides["temporal_address"] = args.address
+                if getattr(args, "namespace", None):
+                    overrides["namespace"] = args.namespace
+                if overrides:
+                    settings = dataclasses.replace(settings, **overrides)
+                tc = await TicketClient.connect(settings)
+        return await _run(tc, args, agent, as_json)
+    except UsageError as exc:
+        err(f"tickets: error: {exc}")
+        return EXIT_USAGE
+    except InvalidInput as exc:
+        err(f"tickets: invalid input: {exc}")
+        return EXIT_USAGE
+    except TicketError as exc:
+        err(f"tickets: {exc}")
+        return exc.exit_code
+
+
+def cli() -> None:
+    """Console script entry (`tickets`)."""
+    code = asyncio.run(main())
+    # Leave without interpreter finalization: the Temporal client's native threads may still
+    # be winding down, and finalizing under them can abort the process after the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    cli()

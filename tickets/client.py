@@ -1,0 +1,376 @@
+"""`TicketClient`: what an agent's tool or a backend service needs, over plain Temporal calls.
+
+- `open` starts the ticket's workflow or returns the running one (starter.open_ticket: id
+  conflict policy *use existing*), then returns its `TicketView` once the ticket exists.
+- one method per action, each an Update: the caller learns at once whether the action was
+  accepted, and gets the ticket's view after it.
+- `show`, `history` (queries) and `list` (visibility, over the search attributes).
+
+Errors are the typed ones of tickets.errors, never a raw RPC error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import re
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.commands import ACTIONS, OpenTicket, parse_open_ticket
+from domain.errors import InvalidTicket, describe_validation_error
+from domain.events import DomainEvent
+from domain.policy import Priority
+from domain.view import TicketView
+from runtime.config import Settings
+from runtime.temporal import connect, connect_options
+from starter import TicketClosedError, open_ticket
+from tickets.errors import (
+    ActionRejected,
+    CannotConnect,
+    InvalidInput,
+    TicketClosed,
+    TicketError,
+    TicketNotFound,
+)
+from workflows import search_attributes as sa
+from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
+
+T = TypeVar("T")
+
+OPEN_WAIT_SECONDS = 10.0  # the ticket exists once its policy is resolved: a few ms normally
+
+
+class TicketSummary(BaseModel):
+    """One row of `list`: the ticket id and its search attributes (as visibility has them)."""
+
+    ticket_id: str
+    workflow_id: str
+    execution_status: str  # running, completed, terminated, ...
+    status: str | None
+    priority: str | None
+    tier: str | None
+    assignee: str | None
+    customer_id: str | None
+    sla_breached: bool | None
+    sla_due: datetime | None
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+def _reason(exc: BaseException) -> str:
+    """The gist of a connection error (the SDK's text nests transport details)."""
+    text = str(exc)
+    found = re.search(r'message: "([^"]+)"', text)
+    if found:
+        return found.group(1).lower()
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def ticket_id_of(workflow_id: str) -> str:
+    return workflow_id.removeprefix("ticket-")
+
+
+class TicketClient:
+    """A thin client for tickets on one namespace and task queue."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> TicketClient:
+        """Connect as configured by the environment (TEMPORAL_ADDRESS, ...); CannotConnect."""
+        settings = settings or Settings.from_env()
+        try:
+            client = await connect(settings)
+        except ConnectionError as exc:
+            target = connect_options(settings)["target_host"]
+            raise CannotConnect(
+                f"cannot connect to Temporal at {target} ({_reason(exc.__cause__ or exc)})."
+                " Is the server running? `python3 dev.py up` starts one;"
+                " TEMPORAL_ADDRESS (or --address) points elsewhere"
+            ) from exc
+        return cls(client, settings.task_queue)
+
+    @property
+    def address(self) -> str:
+        return self.client.service_client.config.target_host
+
+    def handle(self, ticket_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id_for(ticket_id))
+
+    # --- opening ------------------------------------------------------------------------------
+
+    async def open(self, ticket: OpenTicket | dict[str, Any]) -> TicketView:
+        """Open the ticket, or return the running one with this id (idempotent)."""
+        try:
+            parsed = parse_open_ticket(ticket)
+        except InvalidTicket as exc:
+            raise InvalidInput(f"invalid ticket: {exc}") from exc
+        try:
+            handle = await self._call(
+                parsed.ticket_id, open_ticket(self.client, parsed, self.task_queue)
+            )
+        except TicketClosedError as exc:
+            raise TicketClosed(
+                f"ticket {parsed.ticket_id} is closed (ticket ids are not reused;"
+                " open a new ticket id)"
+            ) from exc
+        return await self._wait_opened(parsed.ticket_id, handle)
+
+    async def _wait_opened(self, ticket_id: str, handle: WorkflowHandle[Any, Any]) -> TicketView:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OPEN_WAIT_SECONDS
+        delay = 0.005
+        while True:
+            state = await self._call(ticket_id, handle.query("state"))
+            if state is not None:
+                return TicketView.model_validate(state)
+            status = (await self._call(ticket_id, handle.describe())).status
+            if status != WorkflowExecutionStatus.RUNNING:
+                await self._raise_start_failure(ticket_id, handle, status)
+            if loop.time() > deadline:
+                raise TicketError(
+                    f"ticket {ticket_id} was started but did not open within "
+                    f"{OPEN_WAIT_SECONDS:.0f}s: is a worker polling task queue "
+                    f"{self.task_queue!r}?"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    async def _raise_start_failure(
+        self, ticket_id: str, handle: WorkflowHandle[Any, Any], status: Any
+    ) -> None:
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "InvalidTicket":
+                raise InvalidInput(f"invalid ticket: {cause.message}") from exc
+            raise TicketError(f"ticket {ticket_id} failed to open: {cause}") from exc
+        name = status.name.lower() if status is not None else "gone"
+        raise TicketClosed(f"ticket {ticket_id} is no longer running ({name})")
+
+    # --- actions ------------------------------------------------------------------------------
+
+    async def act(self, ticket_id: str, action: str, **fields: Any) -> TicketView:
+        """Run one action (an Update by that name); fields that are None are left out."""
+        model = ACTIONS.get(action)
+        if model is None:
+            raise InvalidInput(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+        payload = {k: v for k, v in fields.items() if v is not None}
+        try:
+            validated = model.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidInput(f"{action}: {describe_validation_error(exc)}") from exc
+        handle = self.handle(ticket_id)
+        try:
+            result = await self._call(
+                ticket_id,
+                handle.execute_update(action, validated.model_dump(mode="json", exclude_none=True)),
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
+                raise ActionRejected(cause.message) from exc
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise TicketError(f"ticket {ticket_id}: {action} failed: {message}") from exc
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            raise TicketError(
+                f"ticket {ticket_id}: {action} timed out waiting for the worker"
+                f" (is a worker polling task queue {self.task_queue!r}?)"
+            ) from exc
+        return TicketView.model_validate(result)
+
+    async def assign(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        assignee: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "assign", agent_id=agent_id, assignee=assignee, request_id=request_id
+        )
+
+    async def respond(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        message: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "respond", agent_id=agent_id, message=message, request_id=request_id
+        )
+
+    async def request_escalation(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        reason: str,
+        to_tier: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id,
+            "request_escalation",
+            agent_id=agent_id,
+            reason=reason,
+            to_tier=to_tier,
+            request_id=request_id,
+        )
+
+    escalate = request_escalation
+
+    async def await_customer(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        message: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "await_customer", agent_id=agent_id, message=message, request_id=request_id
+        )
+
+    async def customer_replied(
+        self, ticket_id: str, message: str | None = None, request_id: str | None = None
+    ) -> TicketView:
+        return await self.act(ticket_id, "customer_replied", message=message, request_id=request_id)
+
+    async def change_priority(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        priority: Priority,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id,
+            "change_priority",
+            agent_id=agent_id,
+            priority=priority,
+            reason=reason,
+            request_id=request_id,
+        )
+
+    async def resolve(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        resolution: str,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "resolve", agent_id=agent_id, resolution=resolution, request_id=request_id
+        )
+
+    async def reopen(
+        self,
+        ticket_id: str,
+        agent_id: str | None = None,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "reopen", agent_id=agent_id, reason=reason, request_id=request_id
+        )
+
+    async def close(
+        self, ticket_id: str, agent_id: str, request_id: str | None = None
+    ) -> TicketView:
+        return await self.act(ticket_id, "close", agent_id=agent_id, request_id=request_id)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def show(self, ticket_id: str) -> TicketView:
+        """The ticket's current view (the `state` query); closed tickets too."""
+        state = await self._call(ticket_id, self.handle(ticket_id).query("state"))
+        if state is None:
+            raise TicketNotFound(f"ticket {ticket_id} not found (its workflow never opened it)")
+        return TicketView.model_validate(state)
+
+    async def history(self, ticket_id: str) -> builtins.list[DomainEvent]:
+        """The ticket's domain events in order, as stored (the `history` query)."""
+        events = await self._call(ticket_id, self.handle(ticket_id).query("history"))
+        return [DomainEvent.model_validate(e) for e in events or []]
+
+    async def list(self, query: str = "", limit: int | None = 100) -> builtins.list[TicketSummary]:
+        """Tickets matching a visibility query over the search attributes (CONTRACT.md), e.g.
+        `TicketTier='L2' AND TicketStatus='open'`. Only TicketWorkflow runs are returned."""
+        clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+        if query.strip():
+            clauses.append(f"({query})")
+        full = " AND ".join(clauses)
+        rows: builtins.list[TicketSummary] = []
+        try:
+            async for wf in self.client.list_workflows(full, limit=limit):
+                attrs = wf.typed_search_attributes
+                rows.append(
+                    TicketSummary(
+                        ticket_id=ticket_id_of(wf.id),
+                        workflow_id=wf.id,
+                        execution_status=wf.status.name.lower() if wf.status else "unknown",
+                        status=attrs.get(sa.TICKET_STATUS),
+                        priority=attrs.get(sa.TICKET_PRIORITY),
+                        tier=attrs.get(sa.TICKET_TIER),
+                        assignee=attrs.get(sa.TICKET_ASSIGNEE),
+                        customer_id=attrs.get(sa.TICKET_CUSTOMER),
+                        sla_breached=attrs.get(sa.SLA_BREACHED),
+                        sla_due=attrs.get(sa.TICKET_SLA_DUE),
+                        started_at=wf.start_time,
+                        closed_at=wf.close_time,
+                    )
+                )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise InvalidInput(f"invalid list query {full!r}: {exc.message}") from exc
+            raise self._rpc_error(None, exc) from exc
+        return rows
+
+    # --- errors -------------------------------------------------------------------------------
+
+    async def _call(self, ticket_id: str, call: Awaitable[T]) -> T:
+        """Await a Temporal call, turning RPC-level failures into the client's typed errors."""
+        try:
+            return await call
+        except RPCError as exc:
+            raise self._rpc_error(ticket_id, exc) from exc
+        except WorkflowQueryFailedError as exc:
+            text = str(exc)
+            if "not found" in text.lower():
+                raise TicketNotFound(f"ticket {ticket_id} not found") from exc
+            raise TicketError(f"ticket {ticket_id}: query failed: {text}") from exc
+
+    def _rpc_error(self, ticket_id: str | None, exc: RPCError) -> TicketError:
+        text = exc.message or str(exc)
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            if "already completed" in text.lower():
+                return TicketClosed(f"ticket {ticket_id} is closed")
+            return TicketNotFound(f"ticket {ticket_id} not found")
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return CannotConnect(
+                f"cannot reach Temporal at {self.address}: {text}. Is the server running?"
+                " (`python3 dev.py up` starts one; TEMPORAL_ADDRESS or --address sets it)"
+            )
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            return InvalidInput(text)
+        where = f"ticket {ticket_id}: " if ticket_id else ""
+        return TicketError(f"{where}{text}")
