@@ -71,6 +71,12 @@ class BusinessHoursCalendar:
     def __repr__(self) -> str:
         return f"BusinessHoursCalendar({self.spec.name!r}, {self.spec.timezone!r})"
 
+    @staticmethod
+    def _utc(instant: datetime) -> datetime:
+        if instant.tzinfo is None or instant.utcoffset() is None:
+            raise ValueError(f"calendar arithmetic needs an aware datetime, got {instant!r}")
+        return instant.astimezone(UTC)
+
     def _local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.zone).date()
 
@@ -111,7 +117,7 @@ class BusinessHoursCalendar:
         return found
 
     def active_between(self, start: datetime, end: datetime) -> timedelta:
-        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        start, end = self._utc(start), self._utc(end)
         total = timedelta(0)
         if end <= start:
             return total
@@ -127,7 +133,7 @@ class BusinessHoursCalendar:
         return total
 
     def add_active(self, start: datetime, duration: timedelta) -> datetime:
-        start = start.astimezone(UTC)
+        start = self._utc(start)
         remaining = duration
         if remaining <= timedelta(0):
             return start

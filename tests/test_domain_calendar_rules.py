@@ -506,3 +506,10 @@ def test_the_recorded_calendar_must_match_the_policys_calendar_name() -> None:
         Policy.model_validate(
             {**DEFAULT_POLICY.model_dump(), "calendar": "shop", "calendar_spec": spec}
         )
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        OFFICE.add_active(datetime(2026, 3, 2, 9), H)
+    with pytest.raises(ValueError, match="aware"):
+        OFFICE.active_between(utc(2026, 3, 2, 9), datetime(2026, 3, 3, 9))
