@@ -50,6 +50,9 @@ working a ticket, start to finish:
   tickets close T-1001
   tickets history T-1001                  # everything that happened, in order
 
+With an agent directory (ESCALATION_AGENTS_FILE on the worker) you may act only on tickets at
+your tiers (managers anywhere); a refusal exits 1 and prints who may not act where.
+
 exit codes: 0 ok, 1 rejected (the reason is printed), 2 usage or invalid input,
             3 ticket not found, 4 cannot connect to Temporal
 environment: TICKETS_AGENT, TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
