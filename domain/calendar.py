@@ -215,3 +215,12 @@ def add_active(
             return None
         cursor = max(cursor, pause.end)
     return calendar.add_active(cursor, remaining)
+
+
+def local_time(instant: datetime, policy: Policy) -> str:
+    """A due time as the people on the policy's calendar read it (`2026-11-30 09:05:00
+    Europe/Berlin`); UTC for 24x7 policies."""
+    spec = policy.calendar_spec
+    if spec is None:
+        return f"{instant.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return f"{instant.astimezone(ZoneInfo(spec.timezone)):%Y-%m-%d %H:%M:%S} {spec.timezone}"

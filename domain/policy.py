@@ -218,6 +218,8 @@ class Policy(BaseModel):
     warn_at: float = Field(0.8, gt=0, lt=1)
     auto_close_after: Duration = timedelta(hours=72)
     renotify_every: Duration = timedelta(hours=1)
+    # Reminders of a breached resolution SLA at the top tier stop after this many.
+    renotify_max: int = Field(10, ge=0, le=1000)
     targets: dict[Priority, Targets]
 
     @field_validator("tiers")

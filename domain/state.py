@@ -227,9 +227,14 @@ def auto_close_due(state: TicketState) -> datetime | None:
     return state.resolved_at + state.policy.auto_close_after
 
 
-def renotify_due(state: TicketState, last_notice_at: datetime | None) -> datetime | None:
-    """Next reminder for a resolution breach at the top tier (rule 4), in active time."""
+def renotify_due(
+    state: TicketState, last_notice_at: datetime | None, sent: int = 0
+) -> datetime | None:
+    """Next reminder for a resolution breach at the top tier (rule 4), in active time; none
+    once `renotify_max` reminders were sent, so nothing spams forever."""
     if state.status in ("resolved", "closed") or not state.at_top_tier:
+        return None
+    if sent >= state.policy.renotify_max:
         return None
     breach_at = [b.at for b in state.breaches if b.metric == "resolution"]
     if not breach_at:

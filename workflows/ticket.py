@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
+    from domain.calendar import local_time
     from domain.commands import Action, Assign, parse_action, parse_open_ticket
     from domain.decider import Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
@@ -61,6 +62,7 @@ class Carried(BaseModel):
 
     events: list[ev.DomainEvent]
     last_reminder_at: datetime | None = None
+    reminders_sent: int = 0
 
 
 class EventStoreFailed(Exception):
@@ -80,6 +82,7 @@ class TicketWorkflow:
         # One action at a time, in arrival order: authorization awaits an activity.
         self._action_lock = asyncio.Lock()
         self._last_reminder_at: datetime | None = None
+        self._reminders_sent = 0
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
         self._sending = 0  # notify activities in flight
@@ -88,6 +91,7 @@ class TicketWorkflow:
             self._state = fold(self._events)
             self._appended_seq = len(self._events)
             self._last_reminder_at = carried.last_reminder_at
+            self._reminders_sent = carried.reminders_sent
 
     # --- run ----------------------------------------------------------------------------------
 
@@ -106,7 +110,11 @@ class TicketWorkflow:
                 workflow.continue_as_new(
                     args=[
                         NO_PAYLOAD,
-                        Carried(events=self._events, last_reminder_at=self._last_reminder_at),
+                        Carried(
+                            events=self._events,
+                            last_reminder_at=self._last_reminder_at,
+                            reminders_sent=self._reminders_sent,
+                        ),
                     ]
                 )
         await self._drain()
@@ -147,7 +155,7 @@ class TicketWorkflow:
         assert self._state is not None
         self._changed = False
         upcoming = deadlines(self._state)
-        reminder_at = renotify_due(self._state, self._last_reminder_at)
+        reminder_at = renotify_due(self._state, self._last_reminder_at, self._reminders_sent)
         if reminder_at is not None:
             upcoming.append(("resolution breach reminder", reminder_at))
             upcoming.sort(key=lambda d: d[1])
@@ -163,7 +171,7 @@ class TicketWorkflow:
             name, due = upcoming[0]
             delay = due - workflow.now()
             if delay > timedelta(0):
-                summary = f"{name} · {self._state.tier} · due {due.isoformat(timespec='seconds')}"
+                summary = f"{name} · {self._state.tier} · due {local_time(due, self._state.policy)}"
                 try:
                     await workflow.wait_condition(woken, timeout=delay, timeout_summary=summary)
                 except TimeoutError:
@@ -172,6 +180,7 @@ class TicketWorkflow:
             await workflow.wait_condition(woken)
         if reminder_at is not None and workflow.now() >= reminder_at:
             self._last_reminder_at = reminder_at
+            self._reminders_sent += 1
             self._notices.append(reminder(self._state, reminder_at))
 
     async def _drain(self) -> None:

@@ -1,0 +1,151 @@
+"""SLA clocks on a business-hours calendar, through the real workflow (issue 3).
+
+The time-skipping server starts at today's wall time, so each test first skips to the local
+moment it needs (a Friday evening in Berlin) and then checks due times to the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from temporalio.converter import DataConverter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.policy import parse_policies
+from tests.conftest import TicketRig
+from worker import build_worker
+
+pytestmark = pytest.mark.asyncio
+BERLIN = ZoneInfo("Europe/Berlin")
+converter = DataConverter.default.payload_converter
+
+POLICIES = parse_policies(
+    """
+[calendars.office]
+timezone = "Europe/Berlin"
+monday = "09:00-17:00"
+tuesday = "09:00-17:00"
+wednesday = "09:00-17:00"
+thursday = "09:00-17:00"
+friday = "09:00-17:00"
+
+[policies.office]
+tiers = ["L1", "L2", "L3"]
+calendar = "office"
+renotify_every = "1h"
+renotify_max = 2
+[policies.office.targets.urgent]
+first_response = "15m"
+resolution = "4h"
+tier_budget = "1h"
+[policies.office.targets.high]
+first_response = "1h"
+resolution = "8h"
+tier_budget = "2h"
+[policies.office.targets.normal]
+first_response = "4h"
+resolution = "24h"
+tier_budget = "8h"
+[policies.office.targets.low]
+first_response = "8h"
+resolution = "72h"
+tier_budget = "24h"
+""",
+    "office.toml",
+)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def office(time_env: WorkflowEnvironment, db_pool: Any) -> AsyncIterator[TicketRig]:
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(time_env.client, task_queue, db_pool, POLICIES):
+        rig = TicketRig(time_env, db_pool, task_queue)
+        yield rig
+        await rig.finish()
+
+
+async def skip_to_friday_evening(rig: TicketRig) -> datetime:
+    """Skip the server's clock to the next Friday 16:50 in Berlin; return that instant."""
+    now = (await rig.env.get_current_time()).astimezone(BERLIN)
+    days = (4 - now.weekday()) % 7 or 7
+    target = (now + timedelta(days=days)).replace(hour=16, minute=50, second=0, microsecond=0)
+    await rig.sleep(target - now)
+    return target
+
+
+def instant(view: dict[str, Any], key: str) -> datetime:
+    return datetime.fromisoformat(view["sla"][key]).astimezone(BERLIN)
+
+
+async def test_friday_evening_ticket_escalates_monday_at_the_calendar_due_time(
+    office: TicketRig,
+) -> None:
+    friday = await skip_to_friday_evening(office)
+    h = await office.open(priority="urgent", policy="office")
+    view = await h.query("state")
+    monday_0905 = (friday + timedelta(days=3)).replace(hour=9, minute=5)
+    # 10 minutes on Friday, 5 on Monday morning; the weekend does not count.
+    assert abs(instant(view, "first_response_due") - monday_0905) < timedelta(seconds=1)
+    await office.sleep(monday_0905 - friday - timedelta(seconds=10))
+    view = await h.query("state")
+    assert view["tier"] == "L1" and view["sla"]["breaches"] == []
+    await office.sleep(timedelta(seconds=20))
+    view = await h.query("state")
+    assert view["tier"] == "L2"
+    breach = view["sla"]["breaches"][0]
+    assert breach["metric"] == "first_response"
+    assert abs(datetime.fromisoformat(breach["due_at"]) - monday_0905) < timedelta(seconds=1)
+
+
+async def test_top_tier_reminders_stop_at_renotify_max(office: TicketRig) -> None:
+    await skip_to_friday_evening(office)
+    h = await office.open(priority="urgent", policy="office")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await h.execute_update(
+        "request_escalation", {"agent_id": "amy", "reason": "x", "to_tier": "L3"}
+    )
+    await office.sleep(timedelta(days=10))  # resolution breach Monday, then reminders
+    kinds = await office.notification_kinds(office.last_id)
+    assert kinds.count("breach") == 1
+    assert kinds.count("breach_reminder") == 2  # renotify_max
+
+
+async def test_timer_summary_names_the_due_time_in_the_calendar_zone(
+    dev_env: WorkflowEnvironment, db_pool: Any
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(dev_env.client, task_queue, db_pool, POLICIES):
+        rig = TicketRig(dev_env, db_pool, task_queue)
+        h = await rig.open(priority="low", policy="office")
+        view = await h.query("state")
+        due = instant(view, "first_response_due")
+        summaries = []
+        for _ in range(100):
+            summaries = [
+                converter.from_payload(e.user_metadata.summary, str)
+                async for e in h.fetch_history_events()
+                if e.HasField("timer_started_event_attributes") and e.HasField("user_metadata")
+            ]
+            if summaries:
+                break
+            await asyncio.sleep(0.02)
+        await rig.finish()
+    assert summaries, "no timer was started"
+    assert summaries[0].startswith("first response warning · L1 · due ")
+    assert re.fullmatch(
+        r"first response warning · L1 · due \d{4}-\d\d-\d\d \d\d:\d\d:\d\d Europe/Berlin",
+        summaries[0],
+    )
+    # The warning falls at 80% of the first-response target: before the due time, in hours.
+    stamp = summaries[0].removeprefix("first response warning · L1 · due ")
+    warn_at = datetime.strptime(stamp.removesuffix(" Europe/Berlin"), "%Y-%m-%d %H:%M:%S")
+    assert warn_at.replace(tzinfo=BERLIN) < due
+    assert 9 <= warn_at.hour < 17
