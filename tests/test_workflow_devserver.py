@@ -7,6 +7,7 @@ Updates, and a ticket driven with plain JSON by name, as a service in another la
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from typing import Any
@@ -178,51 +179,57 @@ async def test_a_ticket_driven_with_plain_json_by_name(dev_rig: TicketRig) -> No
     assert history[0]["payload"]["policy"]["name"] == "default"
 
 
-async def test_cli_opens_and_works_a_ticket(dev_rig: TicketRig) -> None:
-    """The `temporal` CLI alone: start, update, signal, query."""
+async def test_cli_alone_drives_a_ticket_from_open_to_close(dev_rig: TicketRig) -> None:
+    """The `temporal` CLI alone, as any operator or non-Python service would: start, every
+    kind of action as Update and Signal, both queries, and the final result."""
     ticket_id = f"C-{uuid.uuid4().hex[:10]}"
     wid = f"ticket-{ticket_id}"
     ticket = {"ticket_id": ticket_id, "subject": "Printer on fire", "customer_id": "initech"}
-    await temporal_cli(
-        dev_rig,
-        "workflow",
-        "start",
-        "--type",
-        "TicketWorkflow",
-        "--task-queue",
-        dev_rig.task_queue,
-        "--workflow-id",
-        wid,
-        "--input",
-        json.dumps(ticket),
-    )
+    cli = functools.partial(temporal_cli, dev_rig)
+    await cli(
+        "workflow", "start", "--type", "TicketWorkflow", "--task-queue", dev_rig.task_queue,
+        "--workflow-id", wid, "--input", json.dumps(ticket),
+    )  # fmt: skip
     dev_rig.handles.append(dev_rig.client.get_workflow_handle(wid))
-    out = await temporal_cli(
-        dev_rig,
-        "workflow",
-        "update",
-        "execute",
-        "--workflow-id",
-        wid,
-        "--name",
-        "assign",
-        "--input",
-        json.dumps({"agent_id": "amy"}),
-    )
-    assert "amy" in out
-    await temporal_cli(
-        dev_rig, "workflow", "signal", "--workflow-id", wid, "--name", "customer_replied"
-    )
+
+    async def update(name: str, payload: dict[str, Any]) -> str:
+        return await cli(
+            "workflow", "update", "execute", "--workflow-id", wid, "--name", name,
+            "--input", json.dumps(payload),
+        )  # fmt: skip
+
+    assert "amy" in await update("assign", {"agent_id": "amy"})
+    await update("respond", {"agent_id": "amy", "message": "on it"})
+    await update("await_customer", {"agent_id": "amy"})
+    await cli("workflow", "signal", "--workflow-id", wid, "--name", "customer_replied")
+    await update("request_escalation", {"agent_id": "amy", "reason": "needs hardware team"})
+    await update("change_priority", {"agent_id": "amy", "priority": "high"})
+    await update("resolve", {"agent_id": "bob", "resolution": "extinguished"})
+    await update("reopen", {"reason": "smoking again"})
+    await update("resolve", {"agent_id": "bob", "resolution": "replaced"})
     state = json.loads(
-        await temporal_cli(
-            dev_rig, "workflow", "query", "--workflow-id", wid, "--type", "state", "-o", "json"
-        )
+        await cli("workflow", "query", "--workflow-id", wid, "--type", "state", "-o", "json")
     )
     view = state["queryResult"][0] if "queryResult" in state else state
-    assert view["assignee"] == "amy"
-    for _ in range(100):
-        history = await dev_rig.client.get_workflow_handle(wid).query("history")
-        if history[-1]["event_type"] == "CustomerReplied":
-            break
-        await asyncio.sleep(0.05)
-    assert history[-1]["event_type"] == "CustomerReplied"
+    assert (view["status"], view["tier"], view["priority"]) == ("resolved", "L2", "high")
+    await update("close", {"agent_id": "bob"})
+    result = json.loads(await cli("workflow", "result", "--workflow-id", wid, "-o", "json"))
+    final = result.get("result", result)
+    assert final["status"] == "closed"
+    history = json.loads(
+        await cli("workflow", "query", "--workflow-id", wid, "--type", "history", "-o", "json")
+    )
+    events = history["queryResult"][0] if "queryResult" in history else history
+    assert [e["event_type"] for e in events] == [
+        "TicketOpened",
+        "TicketAssigned",
+        "AgentResponded",
+        "CustomerAwaited",
+        "CustomerReplied",
+        "TicketEscalated",
+        "PriorityChanged",
+        "TicketResolved",
+        "TicketReopened",
+        "TicketResolved",
+        "TicketClosed",
+    ]
