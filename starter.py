@@ -46,12 +46,32 @@ async def open_ticket(
             # A closed ticket's id stays its own: its events are in the store under that id.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=f"{label} · {ticket.customer_id} · {ticket.subject}",
+            static_details=static_details(ticket),
         )
     except WorkflowAlreadyStartedError as exc:
         raise TicketClosedError(
             f"ticket {ticket.ticket_id} already exists and is no longer running; "
             "open a new ticket id"
         ) from exc
+
+
+def static_details(ticket: OpenTicket) -> str:
+    """The Markdown the Temporal UI shows under the ticket's summary."""
+    lines = [
+        f"### {ticket.subject}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| ticket | `{ticket.ticket_id}` |",
+        f"| customer | {ticket.customer_id} |",
+        f"| priority | {ticket.priority} ({PRIORITY_LABEL[ticket.priority]}) |",
+        f"| category | {ticket.category or '—'} |",
+        f"| SLA policy | {ticket.policy} |",
+    ]
+    if ticket.description:
+        text = ticket.description
+        lines += ["", text if len(text) <= 2000 else text[:2000] + " …"]
+    return "\n".join(lines)
 
 
 DEMO_SUBJECTS = {

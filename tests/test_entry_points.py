@@ -141,3 +141,16 @@ def test_connect_options_take_cloud_and_tls_settings_from_temporal_env() -> None
     assert cloud["api_key"] == "secret" and cloud["tls"] is True
     mtls = connect_options(Settings(), {"TEMPORAL_TLS": "true", "TEMPORAL_TLS_SERVER_NAME": "t"})
     assert mtls["tls"].domain == "t"
+
+
+@pytest.mark.asyncio
+async def test_open_sets_summary_and_markdown_details_for_the_ui(dev_rig: TicketRig) -> None:
+    t = ticket(priority="urgent", category="billing", description="Card charged twice")
+    handle = await starter.open_ticket(dev_rig.client, t, dev_rig.task_queue)
+    dev_rig.handles.append(handle)
+    described = await handle.describe()
+    assert await described.static_summary() == "P1 · acme · Refund not received"
+    details = await described.static_details()
+    assert details is not None
+    assert "### Refund not received" in details and "| priority | urgent (P1) |" in details
+    assert "Card charged twice" in details
