@@ -26,7 +26,8 @@ concurrent writers where the lower position is made to commit last.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -163,22 +164,69 @@ _INSERT_ESCALATION = (
 )
 
 
-async def apply_events(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+class FoldCache:
+    """Folded ticket states with the last position folded in, least recently used dropped first.
+
+    Safe across batches, rolled-back transactions and competing projectors, because it caches
+    folds of the log, never read-model rows: the log is append-only, so a state folded up to
+    position p plus the ticket's events after p is the fold of all of them, whoever applied the
+    batches in between. It only saves re-reading and re-folding a ticket's earlier events.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._states: OrderedDict[str, tuple[TicketState, int]] = OrderedDict()
+
+    def get(self, ticket_id: str, up_to: int) -> tuple[TicketState, int] | None:
+        """The cached fold of `ticket_id` if it ends at or before position `up_to`."""
+        hit = self._states.get(ticket_id)
+        if hit is None or hit[1] > up_to:
+            return None
+        self._states.move_to_end(ticket_id)
+        return hit
+
+    def put(self, ticket_id: str, state: TicketState, position: int) -> None:
+        self._states[ticket_id] = (state, position)
+        self._states.move_to_end(ticket_id)
+        while len(self._states) > self.size:
+            self._states.popitem(last=False)
+
+
+async def apply_events(
+    conn: asyncpg.Connection, events: Sequence[StoredEvent], cache: FoldCache | None = None
+) -> None:
     """Write the read-model rows for a batch of events (ascending positions), in `conn`'s
-    transaction: touched tickets are refolded from the log up to the batch's last position."""
+    transaction: each touched ticket is folded from the log up to the batch's last position
+    (starting from its cached fold, when there is one)."""
     if not events:
         return
+    end = events[-1].global_position
     touched = list(dict.fromkeys(e.ticket_id for e in events))
+    hits = {tid: cache.get(tid, end) if cache is not None else None for tid in touched}
+    states: dict[str, TicketState | None] = {t: h[0] if h else None for t, h in hits.items()}
+    last: dict[str, int] = {t: h[1] if h else 0 for t, h in hits.items()}
     rows = await conn.fetch(
         f"SELECT {_EVENT_COLUMNS} FROM ticket_events"
-        " WHERE ticket_id = ANY($1::text[]) AND global_position <= $2 ORDER BY ticket_id, seq",
+        " JOIN unnest($1::text[], $2::bigint[]) AS f(ticket_id, after) USING (ticket_id)"
+        " WHERE global_position > f.after AND global_position <= $3 ORDER BY ticket_id, seq",
         touched,
-        events[-1].global_position,
+        [last[t] for t in touched],
+        end,
     )
-    tickets = fold_rows(_row_to_event(r) for r in rows)
-    await conn.executemany(
-        _UPSERT_TICKET, [tuple(row[c] for c in TICKET_COLUMNS) for row in tickets.values()]
-    )
+    for r in rows:
+        e = _row_to_event(r)
+        states[e.ticket_id] = evolve(states[e.ticket_id], e.to_domain())
+        last[e.ticket_id] = e.global_position
+    upserts = []
+    for tid in touched:
+        state = states[tid]
+        if state is None:  # only if the log lost the ticket's first events: fold fails loudly
+            raise ValueError(f"ticket {tid}: no TicketOpened at or before position {end}")
+        if cache is not None:
+            cache.put(tid, state, last[tid])
+        row = ticket_row(state, last[tid])
+        upserts.append(tuple(row[c] for c in TICKET_COLUMNS))
+    await conn.executemany(_UPSERT_TICKET, upserts)
     escalations = [r for r in map(escalation_row, events) if r is not None]
     if escalations:
         await conn.executemany(
@@ -223,7 +271,8 @@ async def project_batch(
     *,
     name: str = TICKETS,
     batch_size: int = DEFAULT_BATCH,
-    apply: Callable[[asyncpg.Connection, Sequence[StoredEvent]], Any] = apply_events,
+    cache: FoldCache | None = None,
+    apply: Callable[..., Awaitable[None]] = apply_events,
 ) -> int:
     """Apply the next batch and move the checkpoint, in one transaction; returns its size.
 
@@ -242,7 +291,7 @@ async def project_batch(
         events = await read_after(conn, position, batch_size)
         if not events:
             return 0
-        await apply(conn, events)
+        await apply(conn, events, cache)
         await conn.execute(
             "UPDATE projection_checkpoints SET position = $2, events = events + $3,"
             " updated_at = now() WHERE name = $1",
@@ -259,10 +308,12 @@ async def catch_up(
     name: str = TICKETS,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
+    cache: FoldCache | None = None,
 ) -> int:
     """Apply batches until the log holds nothing new; returns the number of events applied."""
     total = 0
-    while n := await project_batch(pool, name=name, batch_size=batch_size):
+    cache = cache if cache is not None else FoldCache()
+    while n := await project_batch(pool, name=name, batch_size=batch_size, cache=cache):
         total += n
         if progress is not None:
             progress(n)
@@ -284,9 +335,10 @@ async def run_projector(
     await ensure_checkpoint(pool, name)
     log.info("projector started", projection=name)
     backoff = poll_interval
+    cache = FoldCache()
     while not stop.is_set():
         try:
-            applied = await catch_up(pool, name=name, batch_size=batch_size)
+            applied = await catch_up(pool, name=name, batch_size=batch_size, cache=cache)
             if applied:
                 log.debug("projected", projection=name, events=applied)
             backoff = poll_interval

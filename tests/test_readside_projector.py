@@ -140,9 +140,13 @@ def crashing_after(batches: int) -> Any:
     """An `apply` that writes its rows, then crashes inside the transaction of batch N+1."""
     done = 0
 
-    async def apply(conn: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    async def apply(
+        conn: asyncpg.Connection,
+        events: Sequence[StoredEvent],
+        cache: projections.FoldCache | None,
+    ) -> None:
         nonlocal done
-        await projections.apply_events(conn, events)
+        await projections.apply_events(conn, events, cache)
         if done == batches:
             raise Crash(f"crash in batch {done + 1}")
         done += 1
