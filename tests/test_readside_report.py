@@ -232,8 +232,10 @@ def test_range_bounds_and_empty_report() -> None:
 
 
 def test_duration_format() -> None:
-    assert [fmt_duration(x) for x in (None, m(12), h(1), m(65), h(30), h(48), m(59.6))] == [
+    cases = (None, timedelta(seconds=40), m(12), h(1), m(65), h(30), h(48), m(59.6))
+    assert [fmt_duration(x) for x in cases] == [
         "-",
+        "40s",
         "12m",
         "1h",
         "1h05m",
