@@ -49,7 +49,7 @@ def parse_when(text: str, now: datetime) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{text!r} is neither a date/time (2026-11-01, 2026-11-01T09:00) nor a duration (7d)"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -205,8 +205,12 @@ async def run(
         return await _history(args, pool, client, settings, out)
     if args.command == "report":
         at = now()
-        since = parse_when(args.since, at) if args.since else None
-        until = parse_when(args.until, at) if args.until else None
+        try:
+            since = parse_when(args.since, at) if args.since else None
+            until = parse_when(args.until, at) if args.until else None
+        except ValueError as exc:
+            err.write(f"readside report: {exc}\n")
+            return 2
         if not args.no_catch_up:
             await projections.catch_up(pool)
         report = await load_report(pool, since, until, until or at)
@@ -219,15 +223,7 @@ async def run(
 
 
 async def amain(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    for name in ("since", "until"):
-        value = getattr(args, name, None)
-        if value:
-            try:
-                parse_when(value, datetime.now(UTC))
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"--{name}: {exc}")
+    args = _parser().parse_args(argv)
     settings = Settings.from_env()
     try:
         configure_logging(settings.log_format, settings.log_level)

@@ -20,7 +20,7 @@ import readside
 from reports.timeline import compare, timeline
 from runtime.config import PROJECT_ROOT, Settings
 from store.event_store import read_ticket
-from store.projections import checkpoint
+from store.projections import check, checkpoint
 from tests.conftest import TicketRig
 from tests.readside_support import T0, Tale, append, scratch_db, varied_tale
 
@@ -68,8 +68,14 @@ def test_parse_when() -> None:
     assert readside.parse_when("2026-11-01T09:00+01:00", NOW) == datetime(
         2026, 11, 1, 8, tzinfo=UTC
     )
-    with pytest.raises(Exception, match="neither a date/time"):
+    with pytest.raises(ValueError, match="neither a date/time"):
         readside.parse_when("yesterday", NOW)
+
+
+async def test_report_refuses_a_bad_time(db: tuple[asyncpg.Pool, str]) -> None:
+    code, out, err = await cli(db[0], "report", "--since", "yesterday")
+    assert (code, out) == (2, "")
+    assert err.startswith("readside report: 'yesterday' is neither a date/time")
 
 
 async def test_check_and_rebuild(db: tuple[asyncpg.Pool, str]) -> None:
@@ -190,19 +196,30 @@ async def test_the_command_runs_the_report_and_the_projector(
     await append(pool, *tales)
     script = str(PROJECT_ROOT / "readside.py")
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, script, "project", env=env, stderr=subprocess.PIPE
-    )
-    total = sum(len(t.events) for t in tales)
+    # Two projector processes at once, while more events arrive.
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, script, "project", env=env, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    more = [varied_tale(i, T0 + timedelta(hours=i)) for i in range(6, 12)]
+    for t in more:
+        await append(pool, t)
+        await asyncio.sleep(0.05)
+    total = sum(len(t.events) for t in tales + more)
     for _ in range(500):
         if (await checkpoint(pool)).events == total:
             break
         await asyncio.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err
-    assert (await checkpoint(pool)).events == total
-    assert b"projector stopped" in err
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err
+        assert b"projector stopped" in err
+    assert (await checkpoint(pool)).events == total  # each event applied once, not twice
+    assert await check(pool) == []
 
     html = tmp_path / "r.html"
     done = await asyncio.to_thread(
@@ -214,5 +231,5 @@ async def test_the_command_runs_the_report_and_the_projector(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "all tickets        6" in done.stdout and html.exists()
+    assert "all tickets       12" in done.stdout and html.exists()
     assert len(await read_ticket(pool, tales[0].ticket_id)) == len(tales[0].events)
