@@ -10,6 +10,7 @@ import contextlib
 import signal
 import sys
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import structlog
@@ -39,7 +40,13 @@ def build_worker(
     pool: asyncpg.Pool,
     policies: dict[str, Policy],
     agents: AgentActivities | None = None,
+    *,
+    max_concurrent_activities: int | None = None,
+    max_concurrent_workflow_tasks: int | None = None,
+    max_cached_workflows: int = 1000,
+    shutdown_grace: timedelta = timedelta(seconds=10),
 ) -> Worker:
+    """The worker; the tuning keywords default to the SDK's defaults (Settings reads them)."""
     store = EventStoreActivities(pool)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
@@ -48,9 +55,22 @@ def build_worker(
         task_queue=task_queue,
         workflows=[TicketWorkflow],
         activities=[store.append_events, store.notify, policy.resolve_policy, agents.authorize],
+        max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_cached_workflows=max_cached_workflows,
         # Let running activities finish their write on SIGTERM before the process exits.
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        graceful_shutdown_timeout=shutdown_grace,
     )
+
+
+def tuning(settings: Settings) -> dict[str, Any]:
+    """build_worker's tuning keywords from the ESCALATION_MAX_* / _SHUTDOWN_GRACE settings."""
+    return {
+        "max_concurrent_activities": settings.max_concurrent_activities,
+        "max_concurrent_workflow_tasks": settings.max_concurrent_workflow_tasks,
+        "max_cached_workflows": settings.max_cached_workflows,
+        "shutdown_grace": timedelta(seconds=settings.shutdown_grace),
+    }
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -66,7 +86,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         applied = await migrate(pool)
         log.info("event store ready", migrations_applied=applied)
         client = await connect(settings)
-        worker = build_worker(client, settings.task_queue, pool, policies, agents)
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            pool,
+            policies,
+            agents,
+            **tuning(settings),
+        )
         # The read side's projector runs beside the worker unless ESCALATION_PROJECTOR=off.
         async with worker, background_projector(pool, settings.projector):
             log.info(
@@ -83,8 +110,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
     except ValueError as exc:
         sys.exit(f"worker: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,16 @@ class Settings:
     log_format: str | None = None  # None: console on a TTY, else json
     log_level: str = "info"
     projector: bool = True  # ESCALATION_PROJECTOR=off: the worker runs no read-side projector
+    # Worker tuning (README, Configuration). None / 1000: the Temporal SDK's own defaults.
+    max_concurrent_activities: int | None = None
+    max_concurrent_workflow_tasks: int | None = None
+    max_cached_workflows: int = 1000
+    shutdown_grace: float = 10.0  # seconds running activities get to finish after SIGTERM
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
+        cached = _int_env(e, "ESCALATION_MAX_CACHED_WORKFLOWS", 0)
         return cls(
             temporal_address=e.get("TEMPORAL_ADDRESS") or cls.temporal_address,
             namespace=e.get("TEMPORAL_NAMESPACE") or cls.namespace,
@@ -37,4 +44,45 @@ class Settings:
             log_format=(e.get("LOG_FORMAT") or "").lower() or None,
             log_level=(e.get("LOG_LEVEL") or cls.log_level).lower(),
             projector=(e.get("ESCALATION_PROJECTOR") or "on").lower() not in OFF,
+            max_concurrent_activities=_int_env(e, "ESCALATION_MAX_CONCURRENT_ACTIVITIES", 1),
+            max_concurrent_workflow_tasks=_int_env(
+                e, "ESCALATION_MAX_CONCURRENT_WORKFLOW_TASKS", 2
+            ),
+            max_cached_workflows=cls.max_cached_workflows if cached is None else cached,
+            shutdown_grace=_seconds_env(e, "ESCALATION_SHUTDOWN_GRACE", cls.shutdown_grace),
         )
+
+
+def _int_env(e: Mapping[str, str], name: str, minimum: int) -> int | None:
+    """An integer variable, None when unset or empty; ValueError naming the variable if bad."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _seconds_env(e: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds as `30`, `2.5`, or a duration such as `30s`, `2m`; ValueError naming the variable."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        from domain.durations import parse_duration  # the policy file's `90s`, `1m30s`
+
+        try:
+            return parse_duration(raw).total_seconds()
+        except ValueError:
+            raise ValueError(
+                f"{name}={raw!r} is not a duration: give seconds (`30`) or `30s`, `2m`"
+            ) from None
+    if not 0 <= value < 86400:
+        raise ValueError(f"{name}={raw!r} must be between 0 and 86400 seconds")
+    return value
