@@ -203,6 +203,12 @@ async def test_the_command_runs_the_report_and_the_projector(
         )
         for _ in range(2)
     ]
+    for proc in procs:  # both running before the events come
+        assert proc.stderr is not None
+        line = b""
+        while b"projector started" not in line:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, "a projector process ended before it started"
     more = [varied_tale(i, T0 + timedelta(hours=i)) for i in range(6, 12)]
     for t in more:
         await append(pool, t)
