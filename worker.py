@@ -25,6 +25,7 @@ from domain.errors import PolicyError
 from domain.policy import Policy, load_policies
 from runtime.config import Settings
 from runtime.logs import configure_logging
+from runtime.metrics import bind_address, prometheus_runtime
 from runtime.temporal import connect
 from store.connection import create_pool, resolve_database_url
 from store.projections import background_projector
@@ -85,7 +86,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     try:
         applied = await migrate(pool)
         log.info("event store ready", migrations_applied=applied)
-        client = await connect(settings)
+        runtime = None
+        if settings.metrics_port is not None:
+            address = bind_address(settings.metrics_port, settings.metrics_host)
+            runtime = prometheus_runtime(address)
+            log.info("metrics served", url=f"http://{address}/metrics")
+        client = await connect(settings, runtime=runtime)
         worker = build_worker(
             client,
             settings.task_queue,

@@ -7,6 +7,8 @@ type the workflow names in its retry policy; database outages propagate so Tempo
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import structlog
 from pydantic import BaseModel
@@ -16,9 +18,11 @@ from temporalio.exceptions import ApplicationError
 
 from domain.events import DomainEvent
 from domain.notifications import Notification
+from runtime import metrics
 from store.errors import EventConflict, SeqGap
 from store.event_store import AppendResult, append_events
 from store.notifications import record_notification
+from store.ticket_facts import priority_before
 
 logger = structlog.get_logger(__name__)
 
@@ -59,7 +63,18 @@ class EventStoreActivities:
                 raise ValueError(
                     f"batch for ticket {batch.ticket_id} holds events of {sorted(strays)}"
                 )
-            result = await append_events(self.pool, batch.events)
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                result = await append_events(self.pool, batch.events)
+                outcome = "ok"
+            except (EventConflict, SeqGap, ValueError):
+                outcome = "refused"
+                raise
+            finally:
+                metrics.record_append_latency(
+                    activity.metric_meter(), time.perf_counter() - started, outcome
+                )
         except EventConflict as exc:
             log.error("append refused: conflict", error=str(exc))
             raise ApplicationError(str(exc), type="EventConflict", non_retryable=True) from exc
@@ -74,7 +89,27 @@ class EventStoreActivities:
         log.info(
             "events appended", inserted=result.inserted, already_present=result.already_present
         )
+        await self._count(batch, result, log)
         return result
+
+    async def _count(
+        self, batch: AppendBatch, result: AppendResult, log: FilteringBoundLogger
+    ) -> None:
+        """Metrics of the events this call inserted: a retry that finds them present adds none.
+
+        Seqs are gapless per ticket, so the events already present are a prefix of the batch
+        and the inserted ones are its last `inserted` events.
+        """
+        if not result.inserted:
+            return
+        new = batch.events[len(batch.events) - result.inserted :]
+        try:
+            prior = None
+            if metrics.needs_prior_priority(new):
+                prior = await priority_before(self.pool, batch.ticket_id, new[0].seq)
+            metrics.record_counts(activity.metric_meter(), metrics.event_counts(new, prior))
+        except Exception as exc:  # the events are stored: metrics must never fail the append
+            log.warning("metrics not recorded", error=f"{type(exc).__name__}: {exc}")
 
     @activity.defn(name="notify")
     async def notify(self, n: Notification) -> bool:

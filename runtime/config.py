@@ -29,6 +29,9 @@ class Settings:
     max_concurrent_workflow_tasks: int | None = None
     max_cached_workflows: int = 1000
     shutdown_grace: float = 10.0  # seconds running activities get to finish after SIGTERM
+    # Notifications and metrics (README, Notification channels / Metrics).
+    metrics_port: int | None = None  # None: no Prometheus endpoint
+    metrics_host: str = "0.0.0.0"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +53,8 @@ class Settings:
             ),
             max_cached_workflows=cls.max_cached_workflows if cached is None else cached,
             shutdown_grace=_seconds_env(e, "ESCALATION_SHUTDOWN_GRACE", cls.shutdown_grace),
+            metrics_port=_port_env(e, "METRICS_PORT"),
+            metrics_host=e.get("METRICS_HOST") or cls.metrics_host,
         )
 
 
@@ -86,3 +91,13 @@ def _seconds_env(e: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value < 86400:
         raise ValueError(f"{name}={raw!r} must be between 0 and 86400 seconds")
     return value
+
+
+def _port_env(e: Mapping[str, str], name: str) -> int | None:
+    """A TCP port, None when unset or empty; ValueError naming the variable if bad."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return int(raw)

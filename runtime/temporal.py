@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from runtime.config import Settings
 
@@ -20,10 +21,15 @@ def connect_options(settings: Settings, env: Mapping[str, str] | None = None) ->
     return options
 
 
-async def connect(settings: Settings, env: Mapping[str, str] | None = None) -> Client:
+async def connect(
+    settings: Settings, env: Mapping[str, str] | None = None, runtime: Runtime | None = None
+) -> Client:
+    """`runtime`: e.g. one that exports Prometheus metrics (runtime/metrics.py); default SDK's."""
     try:
         return await Client.connect(
-            **connect_options(settings, env), data_converter=pydantic_data_converter
+            **connect_options(settings, env),
+            data_converter=pydantic_data_converter,
+            runtime=runtime,
         )
     except RuntimeError as exc:
         target = connect_options(settings, env)["target_host"]

@@ -1,0 +1,33 @@
+"""Small look-ups of a ticket's facts in the event store, for routing and metric labels."""
+
+from __future__ import annotations
+
+from store.connection import Executor, connection
+
+
+async def ticket_policy(pool: Executor, ticket_id: str) -> str | None:
+    """The name of the policy recorded in the ticket's `TicketOpened`; None if not stored."""
+    async with connection(pool) as conn:
+        return await conn.fetchval(
+            """
+            SELECT payload -> 'policy' ->> 'name' FROM ticket_events
+            WHERE ticket_id = $1 AND event_type = 'TicketOpened'
+            ORDER BY seq LIMIT 1
+            """,
+            ticket_id,
+        )
+
+
+async def priority_before(pool: Executor, ticket_id: str, seq: int) -> str | None:
+    """The ticket's priority just before event `seq` (from TicketOpened / PriorityChanged)."""
+    async with connection(pool) as conn:
+        return await conn.fetchval(
+            """
+            SELECT coalesce(payload ->> 'to_priority', payload ->> 'priority') FROM ticket_events
+            WHERE ticket_id = $1 AND seq < $2
+              AND event_type IN ('TicketOpened', 'PriorityChanged')
+            ORDER BY seq DESC LIMIT 1
+            """,
+            ticket_id,
+            seq,
+        )
