@@ -377,21 +377,16 @@ async def background_projector(
 
 
 async def reset(pool: Executor, name: str = TICKETS) -> None:
-    """Empty the read models and move the checkpoint back to 0, in one transaction (holding the
-    checkpoint lock, so no projector's batch interleaves)."""
+    """Empty the read models and move the checkpoint back to 0, in one transaction. The update
+    locks the checkpoint row first, so a batch in flight commits before, and none interleaves."""
+    await ensure_checkpoint(pool, name)
     async with connection(pool) as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", name
-        )
-        await conn.execute(
-            "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE", name
-        )
-        await conn.execute("TRUNCATE tickets, escalations")
         await conn.execute(
             "UPDATE projection_checkpoints SET position = 0, events = 0, updated_at = now()"
             " WHERE name = $1",
             name,
         )
+        await conn.execute("TRUNCATE tickets, escalations")
 
 
 async def rebuild(
