@@ -158,6 +158,9 @@ def test_temporal_runs_on_the_postgres_service(services: dict[str, Any]) -> None
     assert temporal["DB"] == "postgres12"
     assert temporal["POSTGRES_SEEDS"] == "postgres"
     assert temporal["DB_PORT"] == "5432"
+    assert temporal["DEFAULT_NAMESPACE"] == "default"
+    # SQL visibility has few slots per type (e.g. 3 Text, 10 Keyword): no demo attributes in them.
+    assert temporal["SKIP_ADD_CUSTOM_SEARCH_ATTRIBUTES"] == "true"
     assert (temporal["POSTGRES_USER"], temporal["POSTGRES_PWD"]) == (
         pg["POSTGRES_USER"],
         pg["POSTGRES_PASSWORD"],
