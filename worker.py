@@ -21,6 +21,7 @@ from activities.agents import AgentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.agents import DirectoryError
+from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError, load_channels
 from domain.errors import PolicyError
 from domain.policy import Policy, load_policies
 from runtime.config import Settings
@@ -41,6 +42,7 @@ def build_worker(
     pool: asyncpg.Pool,
     policies: dict[str, Policy],
     agents: AgentActivities | None = None,
+    channels: ChannelConfig = NO_CHANNELS,
     *,
     max_concurrent_activities: int | None = None,
     max_concurrent_workflow_tasks: int | None = None,
@@ -48,7 +50,7 @@ def build_worker(
     shutdown_grace: timedelta = timedelta(seconds=10),
 ) -> Worker:
     """The worker; the tuning keywords default to the SDK's defaults (Settings reads them)."""
-    store = EventStoreActivities(pool)
+    store = EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
     return Worker(
@@ -77,6 +79,8 @@ def tuning(settings: Settings) -> dict[str, Any]:
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     policies = load_policies(settings.policy_file)  # a bad file stops the worker here
     agents = AgentActivities(settings.agents_file)  # likewise a bad agent directory
+    channels = load_channels(settings.channels_file)  # and bad notification channels
+    channels.check_policies(policies)
     if settings.agents_file is None:
         log.warning(
             "no agent directory (ESCALATION_AGENTS_FILE): running open, every agent may act"
@@ -98,6 +102,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             pool,
             policies,
             agents,
+            channels,
             **tuning(settings),
         )
         # The read side's projector runs beside the worker unless ESCALATION_PROJECTOR=off.
@@ -136,6 +141,8 @@ def main() -> None:
         sys.exit(f"worker: invalid SLA policy: {exc}")
     except DirectoryError as exc:
         sys.exit(f"worker: invalid agent directory: {exc}")
+    except ChannelError as exc:
+        sys.exit(f"worker: invalid notification channels: {exc}")
     except ConnectionError as exc:
         sys.exit(f"worker: {exc}")
     log.info("worker stopped")

@@ -7,6 +7,7 @@ type the workflow names in its retry policy; database outages propagate so Tempo
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -16,13 +17,21 @@ from structlog.typing import FilteringBoundLogger
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.delivery import DeliveryError, deliver
+from domain.channels import NO_CHANNELS, Channel, ChannelConfig
 from domain.events import DomainEvent
 from domain.notifications import Notification
 from runtime import metrics
+from store.deliveries import delivered_channels, record_attempt, record_dead_letter
 from store.errors import EventConflict, SeqGap
 from store.event_store import AppendResult, append_events
 from store.notifications import record_notification
-from store.ticket_facts import priority_before
+from store.ticket_facts import priority_before, ticket_policy
+
+# When the activity cannot see its retry policy's maximum (or it is unlimited), the attempt
+# that writes the dead letters: the workflow's NOTIFY_RETRY allows 10.
+DEFAULT_NOTIFY_ATTEMPTS = 10
+POLICY_CACHE_MAX = 10_000
 
 logger = structlog.get_logger(__name__)
 
@@ -49,8 +58,10 @@ def _log() -> FilteringBoundLogger:
 class EventStoreActivities:
     """Activities sharing one asyncpg pool; register the bound methods with the worker."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, channels: ChannelConfig = NO_CHANNELS) -> None:
         self.pool = pool
+        self.channels = channels
+        self._policies: dict[str, str] = {}  # ticket -> policy name
 
     @activity.defn(name="append_events")
     async def append_events(self, batch: AppendBatch) -> AppendResult:
@@ -113,7 +124,8 @@ class EventStoreActivities:
 
     @activity.defn(name="notify")
     async def notify(self, n: Notification) -> bool:
-        """Record the notification (once per notification_id); True if it was new."""
+        """Record the notification (once per notification_id), then deliver it to the
+        channels routed for its ticket's policy, tier and kind; True if it was new."""
         log = _log().bind(
             ticket_id=n.ticket_id, kind=n.kind, tier=n.tier, notification_id=n.notification_id
         )
@@ -123,4 +135,81 @@ class EventStoreActivities:
             log.info("notification sent")
         else:
             log.info("notification already sent")
+        if self.channels.configured:
+            await self._deliver(n, log)
         return new
+
+    async def _policy_of(self, ticket_id: str) -> str | None:
+        """The ticket's policy name, cached: TicketOpened never changes once stored."""
+        name = self._policies.get(ticket_id)
+        if name is None:
+            name = await ticket_policy(self.pool, ticket_id)
+            if name is not None:
+                if len(self._policies) >= POLICY_CACHE_MAX:
+                    self._policies.clear()
+                self._policies[ticket_id] = name
+        return name
+
+    async def _deliver(self, n: Notification, log: FilteringBoundLogger) -> None:
+        """Deliver to the routed channels not yet delivered; raise so Temporal retries the
+        rest, or, on the last attempt, write their dead letters and return."""
+        policy = await self._policy_of(n.ticket_id)
+        targets = self.channels.route(policy, n.tier, n.kind)
+        if not targets:
+            return
+        done = await delivered_channels(self.pool, n.notification_id)
+        pending = [c for c in targets if c.name not in done]
+        if not pending:
+            return
+        info = activity.info()
+        link = self.channels.link(n.ticket_id)
+
+        async def one(channel: Channel) -> str | None:
+            try:
+                await deliver(channel, n, policy, link, info.attempt)
+            except DeliveryError as exc:
+                return str(exc)
+            return None
+
+        errors = await asyncio.gather(*(one(c) for c in pending))
+        meter = activity.metric_meter()
+        failed: list[tuple[Channel, str]] = []
+        for channel, error in zip(pending, errors, strict=True):
+            await record_attempt(self.pool, n.notification_id, channel.name, error)
+            if error is None:
+                log.info("notification delivered", channel=channel.name)
+                metrics.record_notification(meter, channel.name, n.kind, "delivered")
+            else:
+                log.warning("notification delivery failed", channel=channel.name, error=error)
+                metrics.record_notification(meter, channel.name, n.kind, "failed")
+                failed.append((channel, error))
+        if not failed:
+            return
+        retry = info.retry_policy
+        last = retry.maximum_attempts if retry and retry.maximum_attempts > 0 else 0
+        last = last or DEFAULT_NOTIFY_ATTEMPTS  # 0: unlimited, or not known
+        summary = "; ".join(f"{c.name}: {e}" for c, e in failed)
+        if info.attempt < last:
+            raise ApplicationError(
+                f"notification {n.notification_id} not delivered (attempt {info.attempt}"
+                f" of {last}): {summary}",
+                type="DeliveryFailed",
+            )
+        for channel, error in failed:
+            await record_dead_letter(
+                self.pool,
+                notification_id=n.notification_id,
+                channel=channel.name,
+                ticket_id=n.ticket_id,
+                kind=n.kind,
+                tier=n.tier,
+                attempts=info.attempt,
+                last_error=error,
+            )
+            log.error(
+                "notification dead-lettered",
+                channel=channel.name,
+                attempts=info.attempt,
+                error=error,
+            )
+            metrics.record_notification(meter, channel.name, n.kind, "dead_lettered")

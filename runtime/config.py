@@ -30,6 +30,7 @@ class Settings:
     max_cached_workflows: int = 1000
     shutdown_grace: float = 10.0  # seconds running activities get to finish after SIGTERM
     # Notifications and metrics (README, Notification channels / Metrics).
+    channels_file: str | None = None  # None: notices are logged and recorded, not delivered
     metrics_port: int | None = None  # None: no Prometheus endpoint
     metrics_host: str = "0.0.0.0"
 
@@ -53,6 +54,7 @@ class Settings:
             ),
             max_cached_workflows=cls.max_cached_workflows if cached is None else cached,
             shutdown_grace=_seconds_env(e, "ESCALATION_SHUTDOWN_GRACE", cls.shutdown_grace),
+            channels_file=e.get("ESCALATION_CHANNELS_FILE") or None,
             metrics_port=_port_env(e, "METRICS_PORT"),
             metrics_host=e.get("METRICS_HOST") or cls.metrics_host,
         )

@@ -108,6 +108,37 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX escalations_at_idx ON escalations (at);
         """,
     ),
+    Migration(
+        3,
+        "notification deliveries and dead letters",
+        """
+        -- One row per (notification, channel) once delivery was tried: a retried notify
+        -- activity skips the channels already delivered.
+        CREATE TABLE notification_deliveries (
+            notification_id text        NOT NULL,
+            channel         text        NOT NULL,
+            attempts        integer     NOT NULL,
+            delivered_at    timestamptz,
+            last_error      text,
+            updated_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (notification_id, channel)
+        );
+
+        -- A notice that a channel still refused on the activity's last attempt.
+        CREATE TABLE notification_dead_letters (
+            notification_id text        NOT NULL,
+            channel         text        NOT NULL,
+            ticket_id       text        NOT NULL,
+            kind            text        NOT NULL,
+            tier            text        NOT NULL,
+            attempts        integer     NOT NULL,
+            last_error      text        NOT NULL,
+            at              timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (notification_id, channel)
+        );
+        CREATE INDEX notification_dead_letters_at_idx ON notification_dead_letters (at);
+        """,
+    ),
 ]
 
 
