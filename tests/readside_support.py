@@ -115,6 +115,13 @@ async def append(pool: asyncpg.Pool | asyncpg.Connection, *tales: Tale) -> int:
     return n
 
 
+def dsn_for(pg_dsn: str, name: str) -> str:
+    """`pg_dsn` with its database replaced by `name` (query parameters kept)."""
+    base, _, query = pg_dsn.partition("?")
+    dsn = base.rsplit("/", 1)[0] + f"/{name}"
+    return f"{dsn}?{query}" if query else dsn
+
+
 @asynccontextmanager
 async def scratch_db(
     server_pool: asyncpg.Pool, pg_dsn: str

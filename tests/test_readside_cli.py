@@ -22,7 +22,7 @@ from runtime.config import PROJECT_ROOT, Settings
 from store.event_store import read_ticket
 from store.projections import check, checkpoint
 from tests.conftest import TicketRig
-from tests.readside_support import T0, Tale, append, scratch_db, varied_tale
+from tests.readside_support import T0, Tale, append, dsn_for, scratch_db, varied_tale
 
 NOW = T0 + timedelta(days=10)
 
@@ -177,12 +177,9 @@ def test_compare_names_the_difference() -> None:
 
 
 def env_for(pg_dsn: str, name: str) -> dict[str, str]:
-    dsn = pg_dsn.split("?")[0].rsplit("/", 1)[0] + f"/{name}"
-    if "?" in pg_dsn:
-        dsn += "?" + pg_dsn.split("?", 1)[1]
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATABASE_URL": dsn,
+        "DATABASE_URL": dsn_for(pg_dsn, name),
         "LOG_FORMAT": "json",
     }
 
