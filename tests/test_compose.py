@@ -196,6 +196,8 @@ def test_app_services_get_every_variable_they_need(services: dict[str, Any]) -> 
             host, port = settings.temporal_address.split(":")
             assert host in services and port in {p.split(":")[1] for p in services[host]["ports"]}
     worker = Settings.from_env(env_of(services["worker"]))
+    # Metrics for a Prometheus on the compose network; no host port, so workers can scale.
+    assert [str(p) for p in services["worker"]["expose"]] == [str(worker.metrics_port)]
     # One projector service; the workers' own would only compete with it.
     assert worker.projector is False
     assert worker.log_format == "json"
