@@ -7,18 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
 
 import asyncpg
 
 from domain import events as ev
-from domain.commands import OpenTicket, parse_action
-from domain.decider import Open, Tick, decide
+from domain.commands import OpenTicket
+from domain.decider import Open, decide
 from domain.policy import DEFAULT_POLICY
-from domain.state import TicketState, evolve, next_deadline
 from store.connection import create_pool
 from store.event_store import append_events
 from store.schema import migrate
+from tests.test_domain_decider import Story
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -27,8 +26,9 @@ def new_id(prefix: str = "R") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-class Tale:
-    """One ticket's life through `decide`, stamped into envelopes as the workflow would."""
+class Tale(Story):
+    """One ticket's life through `decide`, stamped into envelopes as the workflow would (the
+    decider tests' Story), with any customer and category, and a note of what was stored."""
 
     def __init__(
         self,
@@ -40,8 +40,8 @@ class Tale:
         opened_at: datetime = T0,
     ) -> None:
         self.ticket_id = ticket_id or new_id()
-        self.state: TicketState | None = None
-        self.events: list[ev.DomainEvent] = []
+        self.state = None
+        self.events = []
         self.appended = 0
         ticket = OpenTicket(
             ticket_id=self.ticket_id,
@@ -50,30 +50,15 @@ class Tale:
             priority=priority,  # type: ignore[arg-type]
             category=category,
         )
-        self._record(decide(None, Open(ticket=ticket, policy=DEFAULT_POLICY), opened_at), opened_at)
+        self.record(decide(None, Open(ticket=ticket, policy=DEFAULT_POLICY), opened_at), opened_at)
 
-    def _record(self, payloads: list[ev.EventPayload], now: datetime) -> None:
-        for data in payloads:
-            seq = len(self.events) + 1
-            event = ev.DomainEvent(
-                ticket_id=self.ticket_id,
-                seq=seq,
-                event_id=uuid5(NAMESPACE_URL, f"ticket/{self.ticket_id}/{seq}"),
-                event_type=data.event_type,
-                payload=data.model_dump(mode="json"),
-                occurred_at=now,
-            )
-            self.state = evolve(self.state, event)
-            self.events.append(event)
-
-    def act(self, name: str, now: datetime, **payload: Any) -> Tale:
-        self._record(decide(self.state, parse_action(name, payload), now), now)
+    def act(self, name: str, now: datetime, **payload: Any) -> Tale:  # type: ignore[override]
+        super().act(name, now, **payload)
         return self
 
     def until(self, now: datetime) -> Tale:
         """Let the SLA clocks run to `now`: every deadline on the way is decided."""
-        while (due := next_deadline(self.state)) is not None and due <= now:
-            self._record(decide(self.state, Tick(), due), due)
+        self.run_until(now)
         return self
 
     def pending(self) -> list[ev.DomainEvent]:
