@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +34,7 @@ from domain.channels import ChannelConfig, ChannelError, load_channels, parse_ch
 from domain.notifications import Notification
 from domain.policy import BUILTIN_POLICIES
 from runtime import metrics
+from runtime.config import PROJECT_ROOT
 from store.event_store import append_events
 from tests.test_metrics import free_port, scrape
 
@@ -161,14 +166,11 @@ def test_routes_are_checked_against_the_workers_policies(text: str, message: str
 
 
 def test_worker_refuses_a_bad_channels_file(tmp_path: Any) -> None:
-    import subprocess
-    import sys
-
     bad = tmp_path / "channels.toml"
     bad.write_text('[notify.default]\nL1 = ["ghost"]\n')
     done = subprocess.run(
         [sys.executable, "worker.py"],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=PROJECT_ROOT,
         env={"ESCALATION_CHANNELS_FILE": str(bad), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -538,3 +540,103 @@ async def test_escalation_reaches_the_webhook_through_temporal_retries(
     rows = await deliveries(db_pool, body["notification_id"])
     assert rows["hook"]["delivered"] and rows["hook"]["attempts"] == 3
     assert rows["slack"]["delivered"] and rows["slack"]["attempts"] == 1
+
+
+# --- the worker process: channels file and metrics endpoint from the environment --------------
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python worker.py` with its output into log_path."""
+    with log_path.open("w") as log_file:
+        return subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "worker.py")],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
+
+
+@pytest.mark.devserver
+async def test_worker_process_delivers_notices_and_serves_metrics(
+    dev_env: WorkflowEnvironment,
+    pg_dsn: str,
+    db_pool: asyncpg.Pool,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    channels = tmp_path / "channels.toml"
+    channels.write_text(
+        f"""
+[channels.hook]
+type = "webhook"
+url = "{receiver.url}/hook"
+secret_env = "TEST_WEBHOOK_SECRET"
+
+[notify.default]
+L2 = ["hook"]
+"""
+    )
+    port = free_port()
+    task_queue = f"tq-{uuid.uuid4()}"
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
+        "ESCALATION_TASK_QUEUE": task_queue,
+        "DATABASE_URL": pg_dsn,
+        "ESCALATION_PROJECTOR": "off",
+        "ESCALATION_CHANNELS_FILE": str(channels),
+        "TEST_WEBHOOK_SECRET": SECRET,
+        "METRICS_PORT": str(port),
+        "METRICS_HOST": "127.0.0.1",
+        "LOG_FORMAT": "json",
+    }
+    log_path = tmp_path / "worker.log"
+    proc = start_worker(env, log_path)
+    ticket_id = f"T-{uuid.uuid4().hex[:12]}"
+    try:
+        deadline = time.monotonic() + 60
+        while "worker started" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            await asyncio.sleep(0.1)
+        handle = await dev_env.client.start_workflow(
+            "TicketWorkflow",
+            {"ticket_id": ticket_id, "subject": "Refund not received", "customer_id": "acme"},
+            id=f"ticket-{ticket_id}",
+            task_queue=task_queue,
+        )
+        for _ in range(200):
+            if await handle.query("state") is not None:
+                break
+            await asyncio.sleep(0.05)
+        await handle.execute_update(
+            "request_escalation", {"agent_id": "alice", "reason": "needs payments"}
+        )
+        name = "escalation_notifications_total"
+        deadline = time.monotonic() + 30
+        while True:
+            s = scrape(port)
+            if s.value(name, outcome="delivered") >= 1 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        await handle.terminate("test finished")
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        assert code == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert s.value(name, channel="hook", kind="escalated", outcome="delivered") == 1
+    assert s.value("escalation_escalations_total", tier="L2", trigger="agent_request") == 1
+    assert s.value("escalation_actions_total", action="request_escalation") == 1
+    assert any(n.startswith("temporal_workflow_task_") for n in s.names())
+    [request] = receiver.to("/hook")
+    assert verify(SECRET, request.body, request.headers["X-Escalation-Signature"])
+    assert json.loads(request.body)["ticket_id"] == ticket_id
+    output = log_path.read_text()
+    assert SECRET not in output and receiver.url not in output  # no secrets or URLs in logs
+    assert "metrics served" in output and "notification delivered" in output
