@@ -247,17 +247,19 @@ async def test_worker_serves_prometheus_metrics(
             await handle.execute_update(
                 "request_escalation", {"agent_id": "bob", "reason": "needs L3"}
             )
-            # Wait until every event is stored (the last append comes after the update).
+            # Wait until every event is stored and counted (the last append follows the update,
+            # and its activity records the counts just after its commit).
             expected = 0
             for _ in range(300):
                 expected = (await handle.query("state"))["version"]
-                stored = await db_pool.fetchval(
-                    "SELECT count(*) FROM ticket_events WHERE ticket_id = $1", rig.last_id
-                )
-                if stored == expected:
+                s = scrape(port)
+                if s.value("escalation_events_appended_total") == expected:
                     break
                 await asyncio.sleep(0.05)
-            s = scrape(port)
+            stored = await db_pool.fetchval(
+                "SELECT count(*) FROM ticket_events WHERE ticket_id = $1", rig.last_id
+            )
+            assert stored == expected
         finally:
             await rig.finish()
 
