@@ -25,6 +25,7 @@ from domain.durations import parse_duration
 from domain.events import DomainEvent
 from domain.policy import PRIORITIES
 from domain.view import TicketView
+from reports.timeline import render_timeline, timeline
 from runtime.config import Settings
 from tickets.client import TicketClient, TicketSummary
 from tickets.errors import InvalidInput, TicketError
@@ -158,61 +159,9 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
-def describe_event(e: DomainEvent) -> str:
-    """One line per domain event, for `history`."""
-    p = e.payload
-    by = f" (by {p['agent_id']})" if p.get("agent_id") else ""
-    msg = f': "{p["message"]}"' if p.get("message") else ""
-    match e.event_type:
-        case "TicketOpened":
-            policy = p.get("policy") or {}
-            return (
-                f"opened at {p.get('tier')}: {p.get('subject')!r} for {p.get('customer_id')}, "
-                f"priority {p.get('priority')}, policy {policy.get('name', '?')}"
-            )
-        case "TicketAssigned":
-            return f"assigned to {p.get('assignee')}{by}"
-        case "AgentResponded":
-            first = "first response" if p.get("first_response") else "response"
-            return f"{first}{by}{msg}"
-        case "CustomerAwaited":
-            return f"waiting for the customer{by}{msg}; clocks paused"
-        case "CustomerReplied":
-            again = "; ticket reopened" if p.get("reopened") else ""
-            return f"customer replied{msg}{again}"
-        case "SlaWarning":
-            return f"SLA warning: {p.get('metric')} at {p.get('tier')} due {p.get('due_at')}"
-        case "SlaBreached":
-            return f"SLA BREACHED: {p.get('metric')} at {p.get('tier')} (was due {p.get('due_at')})"
-        case "TicketEscalated":
-            why = f": {p['reason']}" if p.get("reason") else ""
-            tiers = f"{p.get('from_tier')} → {p.get('to_tier')}"
-            return f"escalated {tiers} ({p.get('trigger')}){by}{why}"
-        case "PriorityChanged":
-            why = f": {p['reason']}" if p.get("reason") else ""
-            return f"priority {p.get('from_priority')} → {p.get('to_priority')}{by}{why}"
-        case "TicketResolved":
-            return f"resolved{by}: {p.get('resolution')}"
-        case "TicketReopened":
-            why = f": {p['reason']}" if p.get("reason") else ""
-            return f"reopened{by}{why}"
-        case "TicketClosed":
-            return f"closed ({p.get('trigger')}){by}"
-        case "ActionRejected":
-            return f"action {p.get('action')} rejected{by}: {p.get('reason')}"
-    return json.dumps(p, sort_keys=True)
-
-
-def render_history(events: list[DomainEvent], now: datetime | None = None) -> str:
-    now = now or _now()
-    if not events:
-        return "no events"
-    width = max(len(e.event_type) for e in events)
-    return "\n".join(
-        f"#{e.seq:<3} {e.occurred_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}  "
-        f"{e.event_type:<{width}}  {describe_event(e)}"
-        for e in events
-    )
+def render_history(ticket_id: str, events: list[DomainEvent]) -> str:
+    """The same timeline `readside.py history` prints from the event store."""
+    return render_timeline(ticket_id, timeline(events), "workflow").rstrip("\n")
 
 
 def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
@@ -558,7 +507,7 @@ async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as
         out(to_json(v) if as_json else render_view(v))
     elif cmd == "history":
         events = await tc.history(args.ticket_id)
-        out(to_json(events) if as_json else render_history(events))
+        out(to_json(events) if as_json else render_history(args.ticket_id, events))
     elif cmd == "list":
         now = _now()
         rows = await tc.list(list_query(args, agent, now), limit=args.limit)
