@@ -19,6 +19,7 @@ from domain.commands import OpenTicket, parse_open_ticket
 from domain.errors import InvalidTicket
 from domain.policy import PRIORITIES
 from runtime.config import Settings
+from runtime.process import exit_now
 from runtime.temporal import connect
 from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
 
@@ -166,7 +167,7 @@ async def main(argv: list[str] | None = None, client: Client | None = None) -> i
 
 
 def cli() -> None:
-    sys.exit(asyncio.run(main()))
+    exit_now(asyncio.run(main()))
 
 
 if __name__ == "__main__":

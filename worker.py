@@ -27,6 +27,7 @@ from domain.policy import Policy, load_policies
 from runtime.config import Settings
 from runtime.logs import configure_logging
 from runtime.metrics import bind_address, prometheus_runtime
+from runtime.process import exit_now
 from runtime.temporal import connect
 from store.connection import create_pool, resolve_database_url
 from store.projections import background_projector
@@ -146,6 +147,7 @@ def main() -> None:
     except ConnectionError as exc:
         sys.exit(f"worker: {exc}")
     log.info("worker stopped")
+    exit_now(0)
 
 
 if __name__ == "__main__":

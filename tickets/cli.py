@@ -27,6 +27,7 @@ from domain.policy import PRIORITIES
 from domain.view import TicketView
 from reports.timeline import render_timeline, timeline
 from runtime.config import Settings
+from runtime.process import exit_now
 from tickets.client import TicketClient, TicketSummary
 from tickets.errors import InvalidInput, TicketError
 
@@ -575,12 +576,7 @@ async def _main(argv: Sequence[str] | None, client: TicketClient | Client | None
 
 def cli() -> None:
     """Console script entry (`tickets`)."""
-    code = asyncio.run(main())
-    # Leave without interpreter finalization: the Temporal client's native threads may still
-    # be winding down, and finalizing under them can abort the process after the work is done.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(asyncio.run(main()))
 
 
 if __name__ == "__main__":
