@@ -242,8 +242,7 @@ class TicketWorkflow:
                         {"ticket_id": batch[0].ticket_id, "events": batch},
                         start_to_close_timeout=timedelta(seconds=30),
                         retry_policy=APPEND_RETRY,
-                        summary=f"append {len(batch)} event{'s' if len(batch) > 1 else ''}"
-                        f" (seq {batch[0].seq}-{batch[-1].seq})",
+                        summary=_append_summary(batch),
                     )
                 except ActivityError as exc:
                     message = (
@@ -307,7 +306,7 @@ class TicketWorkflow:
         workflow.set_current_details(
             f"**{current.status}** · tier {current.tier} · "
             f"assignee {current.assignee or '—'} · "
-            f"next due {due.isoformat(timespec='seconds') if due else '—'}"
+            f"next due {local_time(due, self._state.policy) if due else '—'}"
         )
 
     # --- actions --------------------------------------------------------------------------------
@@ -528,6 +527,13 @@ class TicketWorkflow:
     @workflow.query(name="history")
     def history(self) -> list[ev.DomainEvent]:
         return list(self._events)
+
+
+def _append_summary(batch: list[ev.DomainEvent]) -> str:
+    """`append 1 event (seq 4)`, `append 3 events (seq 5-7)`: readable in the UI's timeline."""
+    if len(batch) == 1:
+        return f"append 1 event (seq {batch[0].seq})"
+    return f"append {len(batch)} events (seq {batch[0].seq}-{batch[-1].seq})"
 
 
 def _bounded(raw: Any) -> Any:
