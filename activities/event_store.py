@@ -79,7 +79,7 @@ class EventStoreActivities:
             try:
                 result = await append_events(self.pool, batch.events)
                 outcome = "ok"
-            except (EventConflict, SeqGap, ValueError):
+            except (EventConflict, SeqGap, ValueError, asyncpg.DataError):
                 outcome = "refused"
                 raise
             finally:
@@ -92,7 +92,9 @@ class EventStoreActivities:
         except SeqGap as exc:
             log.error("append refused: gap", error=str(exc))
             raise ApplicationError(str(exc), type="SeqGap", non_retryable=True) from exc
-        except ValueError as exc:
+        except (ValueError, asyncpg.DataError) as exc:
+            # Data PostgreSQL refuses (class 22, e.g. U+0000 in jsonb) fails the same way on
+            # every retry: refuse for good rather than retry forever.
             log.error("append refused: invalid batch", error=str(exc))
             raise ApplicationError(str(exc), type="InvalidBatch", non_retryable=True) from exc
         # Anything else (connection lost, server restarting...) propagates: Temporal retries,

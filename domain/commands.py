@@ -7,27 +7,44 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from domain.errors import ActionRejected, InvalidTicket, describe_validation_error
 from domain.policy import Priority
 
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Message = Annotated[str, StringConstraints(max_length=20_000)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL's jsonb cannot hold U+0000: refused here, it never reaches the event store.
+    if "\x00" in value:
+        raise ValueError("NUL characters (\\u0000) are not allowed")
+    return value
+
+
+# Every text field of the contract: no NUL character.
+Text = Annotated[str, AfterValidator(_no_nul)]
+AgentId = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
+Message = Annotated[Text, StringConstraints(max_length=20_000)]
 
 
 class OpenTicket(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ticket_id: str = Field(pattern=TICKET_ID_PATTERN)
-    subject: str = Field(min_length=1, max_length=300)
-    customer_id: str = Field(min_length=1, max_length=128)
+    ticket_id: Text = Field(pattern=TICKET_ID_PATTERN)
+    subject: Text = Field(min_length=1, max_length=300)
+    customer_id: Text = Field(min_length=1, max_length=128)
     priority: Priority = "normal"
-    category: str | None = Field(None, max_length=128)
-    description: str | None = Field(None, max_length=20_000)
-    policy: str = Field("default", min_length=1, max_length=128)
+    category: Text | None = Field(None, max_length=128)
+    description: Text | None = Field(None, max_length=20_000)
+    policy: Text = Field("default", min_length=1, max_length=128)
 
 
 class Action(BaseModel):
@@ -35,7 +52,7 @@ class Action(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    request_id: str | None = Field(None, min_length=1, max_length=128)
+    request_id: Text | None = Field(None, min_length=1, max_length=128)
 
 
 class Assign(Action):
@@ -50,8 +67,8 @@ class Respond(Action):
 
 class RequestEscalation(Action):
     agent_id: AgentId
-    reason: str = Field(min_length=1, max_length=2000)
-    to_tier: str | None = Field(None, min_length=1, max_length=32)
+    reason: Text = Field(min_length=1, max_length=2000)
+    to_tier: Text | None = Field(None, min_length=1, max_length=32)
 
 
 class AwaitCustomer(Action):
@@ -66,16 +83,16 @@ class CustomerReplied(Action):
 class ChangePriority(Action):
     agent_id: AgentId
     priority: Priority
-    reason: str | None = Field(None, max_length=2000)
+    reason: Text | None = Field(None, max_length=2000)
 
 
 class Resolve(Action):
     agent_id: AgentId
-    resolution: str = Field(min_length=1, max_length=20_000)
+    resolution: Text = Field(min_length=1, max_length=20_000)
 
 
 class Reopen(Action):
-    reason: str | None = Field(None, max_length=2000)
+    reason: Text | None = Field(None, max_length=2000)
     agent_id: AgentId | None = None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from domain import commands as cmd
 from domain import events as ev
@@ -265,13 +266,26 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
 
 
 def reject(action: str, reason: str, raw: object) -> ev.ActionRejected:
-    """The event a signal records when its action is refused or its payload does not decode."""
+    """The event a signal records when its action is refused or its payload does not decode.
+    What was received is kept, less NUL characters, which the event store cannot hold."""
+    raw = scrub(raw)
     agent_id = raw.get("agent_id") if isinstance(raw, dict) else None
     request_id = raw.get("request_id") if isinstance(raw, dict) else None
     return ev.ActionRejected(
-        action=action,
-        reason=reason,
+        action=scrub(action),
+        reason=scrub(reason),
         agent_id=agent_id if isinstance(agent_id, str) else None,
         request_id=request_id if isinstance(request_id, str) else None,
         payload=raw,
     )
+
+
+def scrub(value: Any) -> Any:
+    """`value` with every U+0000 replaced by U+FFFD, in strings, keys and nested values."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value

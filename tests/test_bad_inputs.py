@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.event_store import AppendBatch, EventStoreActivities
 from domain.agents import DirectoryError, parse_directory
 from domain.errors import PolicyError
+from domain.events import DomainEvent
 from domain.policy import parse_policies
 from store.event_store import read_ticket
 from tests.conftest import TicketRig
@@ -72,6 +76,7 @@ async def still_healthy(
 
 START_CASES: list[Any] = [
     pytest.param({"subject": 123}, "subject", id="subject-wrong-type"),
+    pytest.param({"subject": "a\x00b"}, "subject: Value error, NUL characters", id="subject-nul"),
     pytest.param({"customer_id": MISSING}, "customer_id: required field is missing", id="missing-customer"),
     pytest.param({"subject": MISSING}, "subject: required field is missing", id="missing-subject"),
     pytest.param({"color": "red"}, "color: unknown field", id="unknown-field"),
@@ -207,18 +212,13 @@ async def test_control_characters_in_a_message_are_kept_verbatim(dev_rig: Ticket
     assert stored[len(before)].payload["message"] == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NUL (\\u0000) in any text field is accepted, but PostgreSQL jsonb refuses it: "
-    "append_events retries forever and the ticket's later events are never stored",
-)
 async def test_a_nul_character_in_a_message_never_wedges_the_ticket(dev_rig: TicketRig) -> None:
     h, before = await healthy_ticket(dev_rig)
-    await h.signal("respond", {"agent_id": "amy", "message": "a\x00b"})
-    try:
-        await still_healthy(dev_rig, h, before, patience=5)
-    finally:
-        await h.terminate("its append retries forever")  # rig.finish waits for activities
+    await h.signal("respond", {"agent_id": "amy\x00", "message": "a\x00b"})
+    history = await still_healthy(dev_rig, h, before, patience=5)
+    rejected = history[len(before)]["payload"]
+    assert "NUL characters" in rejected["reason"]
+    assert rejected["agent_id"] == "amy\ufffd" and rejected["payload"]["message"] == "a\ufffdb"
 
 
 async def test_a_signal_without_payload_is_rejected_for_the_missing_field(
@@ -348,3 +348,25 @@ def test_bad_agents_file_is_refused_naming_the_field(text: str, expected: str) -
     message = str(err.value)
     assert message.startswith("agents.toml: ") and expected in message
     assert len(message) < 2000
+
+
+async def test_data_postgres_refuses_is_a_permanent_refusal_not_endless_retries(
+    db_pool: Any,
+) -> None:
+    """Defence in depth behind the NUL check: the store activity refuses such a batch for good."""
+    ticket_id = f"NUL-{uuid.uuid4().hex[:8]}"
+    event = DomainEvent(
+        ticket_id=ticket_id,
+        seq=1,
+        event_id=uuid.uuid4(),
+        event_type="CustomerReplied",
+        payload={"message": "a\x00b", "reopened": False, "request_id": None},
+        occurred_at=datetime.now(UTC),
+    )
+    store = EventStoreActivities(db_pool)
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(
+            store.append_events, AppendBatch(ticket_id=ticket_id, events=[event])
+        )
+    assert err.value.type == "InvalidBatch" and err.value.non_retryable
+    assert await read_ticket(db_pool, ticket_id) == []
