@@ -132,68 +132,81 @@ async def scratch_database() -> AsyncIterator[dict[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def bench(n_events: int, batch_size: int) -> None:
-    t = time.perf_counter()
+async def measure(where: dict[str, str], n_events: int, batch_size: int) -> dict[str, float]:
+    """Seed `n_events` into the empty database `where`, then time the scan and the catch-up.
+
+    Returns events, tickets, scan and project seconds, and both rates (bench/run.py reuses it).
+    """
     events = seed_events(n_events)
     tickets = len({e.ticket_id for e in events})
-    print(f"generated {len(events)} events of {tickets} tickets in {time.perf_counter() - t:.1f}s")
-    async with scratch_database() as where:
-        pool = await create_pool(**where, min_size=1, max_size=4)
+    pool = await create_pool(**where, min_size=1, max_size=4)
+    try:
+        await migrate(pool)
+        # A plain connection: COPY wants asyncpg's binary jsonb codec, not the pool's text one.
+        conn = await asyncpg.connect(**where)
         try:
-            await migrate(pool)
-            # A plain connection: COPY wants asyncpg's binary jsonb codec, not the pool's text one.
-            conn = await asyncpg.connect(**where)
-            try:
-                await conn.copy_records_to_table(
-                    "ticket_events",
-                    columns=[
-                        "ticket_id",
-                        "seq",
-                        "event_id",
-                        "event_type",
-                        "payload",
-                        "occurred_at",
-                    ],
-                    records=[
-                        (
-                            e.ticket_id,
-                            e.seq,
-                            e.event_id,
-                            e.event_type,
-                            pydantic_core.to_json(e.payload).decode(),
-                            e.occurred_at,
-                        )
-                        for e in events
-                    ],
-                )
-                await conn.execute("ANALYZE ticket_events")
-            finally:
-                await conn.close()
-            n = await pool.fetchval("SELECT count(*) FROM ticket_events")
-
-            # Warm the cache the same way for both: one untimed scan.
-            await pool.fetch(f"SELECT {_COLUMNS} FROM ticket_events ORDER BY global_position")
-            t = time.perf_counter()
-            rows = await pool.fetch(
-                f"SELECT {_COLUMNS} FROM ticket_events ORDER BY global_position"
+            await conn.copy_records_to_table(
+                "ticket_events",
+                columns=[
+                    "ticket_id",
+                    "seq",
+                    "event_id",
+                    "event_type",
+                    "payload",
+                    "occurred_at",
+                ],
+                records=[
+                    (
+                        e.ticket_id,
+                        e.seq,
+                        e.event_id,
+                        e.event_type,
+                        pydantic_core.to_json(e.payload).decode(),
+                        e.occurred_at,
+                    )
+                    for e in events
+                ],
             )
-            scan = time.perf_counter() - t
-            assert len(rows) == n
-
-            await projections.reset(pool)
-            t = time.perf_counter()
-            applied = await projections.catch_up(pool, batch_size=batch_size)
-            project = time.perf_counter() - t
-            assert applied == n
-
-            diffs = await projections.check(pool)
-            assert diffs == [], diffs[:5]
+            await conn.execute("ANALYZE ticket_events")
         finally:
-            await pool.close()
+            await conn.close()
+        n = await pool.fetchval("SELECT count(*) FROM ticket_events")
+
+        # Warm the cache the same way for both: one untimed scan.
+        await pool.fetch(f"SELECT {_COLUMNS} FROM ticket_events ORDER BY global_position")
+        t = time.perf_counter()
+        rows = await pool.fetch(f"SELECT {_COLUMNS} FROM ticket_events ORDER BY global_position")
+        scan = time.perf_counter() - t
+        assert len(rows) == n
+
+        await projections.reset(pool)
+        t = time.perf_counter()
+        applied = await projections.catch_up(pool, batch_size=batch_size)
+        project = time.perf_counter() - t
+        assert applied == n
+
+        diffs = await projections.check(pool)
+        assert diffs == [], diffs[:5]
+    finally:
+        await pool.close()
+    return {
+        "events": n,
+        "tickets": tickets,
+        "scan_s": scan,
+        "project_s": project,
+        "scan_rate": n / scan,
+        "project_rate": n / project,
+    }
+
+
+async def bench(n_events: int, batch_size: int) -> None:
+    async with scratch_database() as where:
+        r = await measure(where, n_events, batch_size)
+    n, scan, project = r["events"], r["scan_s"], r["project_s"]
     print(f"plain SELECT scan : {n} rows   in {scan:7.3f}s = {n / scan:10,.0f} rows/s")
     print(
         f"projector catch-up: {n} events in {project:7.3f}s = {n / project:10,.0f} events/s"
-        f" (batch {batch_size}; {tickets} ticket rows; check: 0 differences)"
+        f" (batch {batch_size}; {r['tickets']} ticket rows; check: 0 differences)"
     )
     print(f"ratio: the projector runs at 1/{project / scan:.1f} of the scan's rate")
 
