@@ -29,6 +29,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -477,8 +478,11 @@ async def worker_process(
     for k, v in opts.items():
         cmd += [f"--{k.replace('_', '-')}", v]
     # Started once; its output is read in a thread.
+    # The worker's own log (JSON, info) is kept for a post-mortem, not printed.
+    log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)
+    say(f"   worker process log: {log.name}")
     proc = subprocess.Popen(  # noqa: ASYNC220
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+        cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT
     )
     out: dict[str, Any] = {"peak_rss_mb": 0.0}
     assert proc.stdout is not None
