@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -28,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.policy import BUILTIN_POLICIES
+from runtime.config import PROJECT_ROOT
 from store.connection import create_pool
 from store.schema import migrate
 from workflows.search_attributes import ALL_KEYS, CLI_TYPES
@@ -215,3 +217,18 @@ async def dev_rig(dev_env: WorkflowEnvironment, db_pool: asyncpg.Pool) -> AsyncI
         rig = TicketRig(dev_env, db_pool, task_queue)
         yield rig
         await rig.finish()
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A real `python worker.py` process with stdout and stderr into log_path."""
+    with log_path.open("w") as log_file:
+        return subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "worker.py")],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )

@@ -36,6 +36,7 @@ from domain.policy import BUILTIN_POLICIES
 from runtime import metrics
 from runtime.config import PROJECT_ROOT
 from store.event_store import append_events
+from tests.conftest import start_worker
 from tests.test_metrics import free_port, scrape
 
 SECRET = "s3cret-for-tests"
@@ -543,18 +544,6 @@ async def test_escalation_reaches_the_webhook_through_temporal_retries(
 
 
 # --- the worker process: channels file and metrics endpoint from the environment --------------
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python worker.py` with its output into log_path."""
-    with log_path.open("w") as log_file:
-        return subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "worker.py")],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-        )
 
 
 @pytest.mark.devserver

@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.policy import BUILTIN_POLICIES
 from runtime.config import PROJECT_ROOT, Settings
 from store.event_store import APPEND_LOCK_KEY
+from tests.conftest import start_worker
 from worker import build_worker, tuning
 
 # --- Settings ------------------------------------------------------------------------------------
@@ -122,18 +123,6 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], seconds: float, wh
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python worker.py` with stdout and stderr into log_path."""
-    with log_path.open("w") as log_file:
-        return subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "worker.py")],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-        )
-
-
 @pytest.mark.asyncio
 async def test_sigterm_lets_an_in_flight_activity_finish(
     dev_env: WorkflowEnvironment, pg_dsn: str, db_pool: asyncpg.Pool, tmp_path: Path
@@ -152,7 +141,7 @@ async def test_sigterm_lets_an_in_flight_activity_finish(
         "LOG_FORMAT": "json",
     }
     ticket_id = f"SIG-{uuid.uuid4().hex[:10]}"
-    proc = _start_worker(env, log_path)
+    proc = start_worker(env, log_path)
     try:
 
         async def started() -> bool:
