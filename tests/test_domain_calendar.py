@@ -18,6 +18,7 @@ from domain.decider import Open, decide
 from domain.events import DomainEvent
 from domain.policy import DEFAULT_POLICY, Policy, parse_policies
 from domain.state import evolve, first_response_due
+from tests.policy_files import contract_targets
 
 BASE = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CAL = AlwaysCalendar()
@@ -211,20 +212,7 @@ OFFICE_FILE = (
 tiers = ["L1", "L2", "L3"]
 calendar = "office"
 """
-    + "".join(
-        f"""
-[policies.office.targets.{p}]
-first_response = "{fr}"
-resolution = "{res}"
-tier_budget = "{tb}"
-"""
-        for p, fr, res, tb in [
-            ("urgent", "15m", "4h", "1h"),
-            ("high", "1h", "8h", "2h"),
-            ("normal", "4h", "24h", "8h"),
-            ("low", "8h", "72h", "24h"),
-        ]
-    )
+    + contract_targets("office")
     + """
 [calendars.office]
 timezone = "Europe/Berlin"

@@ -44,6 +44,7 @@ from domain.state import (
     resolution_due,
     tier_due,
 )
+from tests.policy_files import contract_targets
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -64,26 +65,11 @@ OFFICE = calendar(**WORKWEEK, holidays=["2026-12-25"])
 
 # --- a policy file with calendars ----------------------------------------------------------------
 
-TARGETS = "".join(
-    f"""
-[policies.{{name}}.targets.{p}]
-first_response = "{fr}"
-resolution = "{res}"
-tier_budget = "{tb}"
-"""
-    for p, fr, res, tb in [
-        ("urgent", "15m", "4h", "1h"),
-        ("high", "1h", "8h", "2h"),
-        ("normal", "4h", "24h", "8h"),
-        ("low", "8h", "72h", "24h"),
-    ]
-)
-
 
 def policy_file(calendar_table: str, name: str = "office", calendar_name: str = "office") -> str:
     return (
         f'[policies.{name}]\ntiers = ["L1", "L2", "L3"]\ncalendar = "{calendar_name}"\n'
-        + TARGETS.format(name=name)
+        + contract_targets(name)
         + calendar_table
     )
 

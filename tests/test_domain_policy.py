@@ -24,6 +24,7 @@ from domain.policy import (
     parse_policies,
 )
 from domain.state import evolve, next_deadline
+from tests.policy_files import CONTRACT_DEFAULTS, contract_targets
 
 # --- durations ----------------------------------------------------------------------------------
 
@@ -96,20 +97,13 @@ def test_format_duration_round_trips(seconds: int) -> None:
 
 # --- built-in policy ----------------------------------------------------------------------------
 
-CONTRACT_TARGETS = {  # CONTRACT.md "Built-in default targets"
-    "urgent": ("15m", "4h", "1h"),
-    "high": ("1h", "8h", "2h"),
-    "normal": ("4h", "24h", "8h"),
-    "low": ("8h", "72h", "24h"),
-}
-
 
 def test_default_policy_targets_are_the_contract_table() -> None:
     table = {
         p: (t.first_response, t.resolution, t.tier_budget)
         for p, t in DEFAULT_POLICY.targets.items()
     }
-    expected = {p: tuple(parse_duration(d) for d in ds) for p, ds in CONTRACT_TARGETS.items()}
+    expected = {p: tuple(parse_duration(d) for d in ds) for p, ds in CONTRACT_DEFAULTS.items()}
     assert table == expected
     assert list(DEFAULT_POLICY.targets) == list(PRIORITIES)
 
@@ -141,28 +135,6 @@ def test_recorded_policy_round_trips_through_json(name: str) -> None:
 
 # --- policy files -------------------------------------------------------------------------------
 
-TARGETS = """
-[policies.{name}.targets.urgent]
-first_response = "15m"
-resolution = "4h"
-tier_budget = "1h"
-
-[policies.{name}.targets.high]
-first_response = "1h"
-resolution = "8h"
-tier_budget = "2h"
-
-[policies.{name}.targets.normal]
-first_response = "4h"
-resolution = "24h"
-tier_budget = "8h"
-
-[policies.{name}.targets.low]
-first_response = "8h"
-resolution = "72h"
-tier_budget = "24h"
-"""
-
 VALID_FILE = (
     """
 [policies.gold]
@@ -172,12 +144,12 @@ warn_at = 0.5
 auto_close_after = "1d"
 renotify_every = "30m"
 """
-    + TARGETS.format(name="gold")
+    + contract_targets("gold")
     + """
 [policies.default]
 tiers = ["L1", "L2", "L3", "L4"]
 """
-    + TARGETS.format(name="default").replace('"15m"', '"10m"')
+    + contract_targets("default").replace('"15m"', '"10m"')
 )
 
 
@@ -224,7 +196,7 @@ warn_at = 0.8
 auto_close_after = "72h"
 renotify_every = "1h"
 """
-        + TARGETS.format(name="default")
+        + contract_targets("default")
         + """
 [calendars.office]
 timezone = "Europe/Berlin"
@@ -247,13 +219,13 @@ def test_invalid_toml_names_the_file_and_line() -> None:
 
 
 def _file(extra_policy: str = "", targets: str | None = None, top: str = "") -> str:
-    body = targets if targets is not None else TARGETS.format(name="x")
+    body = targets if targets is not None else contract_targets("x")
     return f'{top}\n[policies.x]\ntiers = ["L1", "L2"]\n{extra_policy}\n{body}'
 
 
 @pytest.mark.parametrize("field", ["first_respond", "warn_at", "resolution_time"])
 def test_unknown_field_in_a_target_is_named(field: str) -> None:
-    targets = TARGETS.format(name="x").replace(
+    targets = contract_targets("x").replace(
         'tier_budget = "1h"', f'tier_budget = "1h"\n{field} = "1h"', 1
     )
     with pytest.raises(PolicyError) as info:
@@ -274,7 +246,7 @@ def test_a_name_field_is_refused() -> None:
 
 
 def test_unknown_priority_is_named() -> None:
-    targets = TARGETS.format(name="x") + (
+    targets = contract_targets("x") + (
         '\n[policies.x.targets.critical]\nfirst_response = "5m"\nresolution = "1h"\n'
         'tier_budget = "10m"\n'
     )
@@ -284,7 +256,7 @@ def test_unknown_priority_is_named() -> None:
 
 
 def test_missing_priority_is_named() -> None:
-    targets = TARGETS.format(name="x").split("[policies.x.targets.low]")[0]
+    targets = contract_targets("x").split("[policies.x.targets.low]")[0]
     with pytest.raises(PolicyError) as info:
         parse_policies(_file(targets=targets), "sla.toml")
     message = str(info.value)
@@ -292,7 +264,7 @@ def test_missing_priority_is_named() -> None:
 
 
 def test_missing_target_field_is_named() -> None:
-    targets = TARGETS.format(name="x").replace('tier_budget = "24h"', "")
+    targets = contract_targets("x").replace('tier_budget = "24h"', "")
     with pytest.raises(PolicyError, match=r"policies\.x\.targets\.low\.tier_budget: required"):
         parse_policies(_file(targets=targets))
 
@@ -334,7 +306,7 @@ def test_unknown_top_level_key_is_named() -> None:
 
 @pytest.mark.parametrize("bad", ['"15 minutes"', '"0m"', '"-1h"', '""'])
 def test_bad_duration_is_named(bad: str) -> None:
-    targets = TARGETS.format(name="x").replace('first_response = "1h"', f"first_response = {bad}")
+    targets = contract_targets("x").replace('first_response = "1h"', f"first_response = {bad}")
     with pytest.raises(PolicyError, match=r"policies\.x\.targets\.high\.first_response: "):
         parse_policies(_file(targets=targets))
 
@@ -347,7 +319,7 @@ def test_a_file_without_policies_is_refused() -> None:
 @pytest.mark.parametrize("bad", ['"9999999999d"', "99999999999999", "inf"])
 def test_an_overflowing_duration_is_a_policy_error_naming_the_key(bad: str) -> None:
     """Never a raw OverflowError: the worker must stop with a message naming the key."""
-    targets = TARGETS.format(name="x").replace('resolution = "4h"', f"resolution = {bad}")
+    targets = contract_targets("x").replace('resolution = "4h"', f"resolution = {bad}")
     with pytest.raises(PolicyError, match=r"policies\.x\.targets\.urgent\.resolution"):
         parse_policies(_file(targets=targets), "sla.toml")
 
@@ -356,7 +328,7 @@ def test_an_overflowing_duration_is_a_policy_error_naming_the_key(bad: str) -> N
 def test_an_accepted_policy_round_trips_or_the_value_is_refused(bad: str) -> None:
     """A policy is recorded in TicketOpened as JSON and re-read on every replay: whatever
     parse_policies accepts must come back identical (durations are strings like `90s`)."""
-    targets = TARGETS.format(name="x").replace('first_response = "15m"', f"first_response = {bad}")
+    targets = contract_targets("x").replace('first_response = "15m"', f"first_response = {bad}")
     try:
         policy = parse_policies(_file(targets=targets))["x"]
     except PolicyError:
@@ -366,14 +338,14 @@ def test_an_accepted_policy_round_trips_or_the_value_is_refused(bad: str) -> Non
 
 def test_a_boolean_duration_is_refused() -> None:
     """`first_response = true` is not a duration; today it silently becomes one second."""
-    targets = TARGETS.format(name="x").replace('first_response = "15m"', "first_response = true")
+    targets = contract_targets("x").replace('first_response = "15m"', "first_response = true")
     with pytest.raises(PolicyError, match=r"policies\.x\.targets\.urgent\.first_response"):
         parse_policies(_file(targets=targets))
 
 
 def test_an_accepted_policy_never_breaks_the_clocks() -> None:
     """A duration so long that a due time leaves the datetime range must be refused at load."""
-    targets = TARGETS.format(name="x").replace('resolution = "72h"', 'resolution = "9999999d"')
+    targets = contract_targets("x").replace('resolution = "72h"', 'resolution = "9999999d"')
     try:
         policy = parse_policies(_file(targets=targets))["x"]
     except PolicyError:

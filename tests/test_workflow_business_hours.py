@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.policy import parse_policies
 from tests.conftest import TicketRig
+from tests.policy_files import contract_targets
 from worker import build_worker
 
 pytestmark = pytest.mark.asyncio
@@ -42,23 +43,8 @@ tiers = ["L1", "L2", "L3"]
 calendar = "office"
 renotify_every = "1h"
 renotify_max = 2
-[policies.office.targets.urgent]
-first_response = "15m"
-resolution = "4h"
-tier_budget = "1h"
-[policies.office.targets.high]
-first_response = "1h"
-resolution = "8h"
-tier_budget = "2h"
-[policies.office.targets.normal]
-first_response = "4h"
-resolution = "24h"
-tier_budget = "8h"
-[policies.office.targets.low]
-first_response = "8h"
-resolution = "72h"
-tier_budget = "24h"
-""",
+"""
+    + contract_targets("office"),
     "office.toml",
 )
 
