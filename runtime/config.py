@@ -6,6 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.codec import CodecKeys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
@@ -33,6 +37,8 @@ class Settings:
     channels_file: str | None = None  # None: notices are logged and recorded, not delivered
     metrics_port: int | None = None  # None: no Prometheus endpoint
     metrics_host: str = "0.0.0.0"
+    # Payload encryption (README, Encrypting ticket text). None: payloads are plain JSON.
+    codec_keys: CodecKeys | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +63,7 @@ class Settings:
             channels_file=e.get("ESCALATION_CHANNELS_FILE") or None,
             metrics_port=_port_env(e, "METRICS_PORT"),
             metrics_host=e.get("METRICS_HOST") or cls.metrics_host,
+            codec_keys=_codec_env(e.get("ESCALATION_CODEC_KEYS"), e.get("ESCALATION_CODEC_KEY_ID")),
         )
 
 
@@ -103,3 +110,12 @@ def _port_env(e: Mapping[str, str], name: str) -> int | None:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"{name}={raw!r} is not a TCP port (1-65535)")
     return int(raw)
+
+
+def _codec_env(keys: str | None, key_id: str | None) -> CodecKeys | None:
+    """The payload codec's keys, None when unset; ValueError naming the variable if bad."""
+    if not (keys or "").strip() and not (key_id or "").strip():
+        return None  # the common case: no need to load the cryptography package
+    from runtime.codec import parse_keys
+
+    return parse_keys(keys, key_id)

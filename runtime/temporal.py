@@ -1,16 +1,30 @@
-"""Connecting to Temporal the same way everywhere: env config (Cloud, mTLS) + pydantic payloads."""
+"""Connecting to Temporal the same way everywhere: env config (Cloud, mTLS) + pydantic payloads,
+encrypted when ESCALATION_CODEC_KEYS is set (runtime/codec.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
 from runtime.config import Settings
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic JSON payloads; with codec keys configured, each one encrypted."""
+    if settings.codec_keys is None:
+        return pydantic_data_converter
+    from runtime.codec import EncryptionCodec
+
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(settings.codec_keys)
+    )
 
 
 def connect_options(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -28,7 +42,7 @@ async def connect(
     try:
         return await Client.connect(
             **connect_options(settings, env),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),
             runtime=runtime,
         )
     except RuntimeError as exc:
