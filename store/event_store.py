@@ -3,7 +3,8 @@
 Appends are exactly-once under retries: an event already stored under the same
 (ticket_id, seq, event_id) is recognised and skipped. Every append takes one global,
 transaction-scoped advisory lock before it takes positions, so positions are handed out in
-commit order and a reader following `global_position` upward never skips an event.
+commit order and a reader following `global_position` upward never skips an event. The append
+itself is a server-side function (migration 4), so it costs one round trip.
 """
 
 from __future__ import annotations
@@ -92,17 +93,9 @@ def _check_batch(events: Sequence[DomainEvent]) -> None:
         raise ValueError(f"ticket {ticket_id}: an event_id occurs twice in the batch")
 
 
-async def _lock_positions(conn: asyncpg.Connection) -> None:
-    """Serialise appends until commit, so positions are taken in commit order.
-
-    An identity column hands out values when rows are inserted, not when they commit. Without
-    this lock, transaction A could take position 10, transaction B position 11, B commit first,
-    and a reader that has seen 11 would go on from 11 and never see 10 when A commits. Holding
-    one lock from before the insert until commit (pyeventsourcing uses LOCK TABLE ... EXCLUSIVE
-    for the same reason; an advisory lock does not block readers) makes position order equal
-    commit order. The price is that appends, across all tickets, commit one at a time.
-    """
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+# Positions are taken in commit order only while every writer takes the lock; tests switch it
+# off (None) to show what goes wrong without it.
+POSITION_LOCK: int | None = APPEND_LOCK_KEY
 
 
 async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> AppendResult:
@@ -110,76 +103,48 @@ async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> Append
 
     Raises ValueError for a malformed batch, EventConflict if a seq is held by another event
     (or an event_id is stored elsewhere), SeqGap if the batch starts beyond the next seq.
+
+    The work is the `append_ticket_events` function (migration 4), one round trip. It first
+    takes one global, transaction-scoped advisory lock: an identity column hands out positions
+    when rows are inserted, not when they commit, so without the lock transaction A could take
+    position 10, B position 11, B commit first, and a reader that has seen 11 would never see
+    10. Holding one lock until commit (pyeventsourcing uses LOCK TABLE ... EXCLUSIVE for the
+    same reason; an advisory lock does not block readers) makes position order commit order.
     """
     if not events:
         return AppendResult(inserted=0, already_present=0)
     _check_batch(events)
-    ticket_id, first, last = events[0].ticket_id, events[0].seq, events[-1].seq
-    ids = [e.event_id for e in events]
-
-    async with connection(pool) as conn, conn.transaction():
-        await _lock_positions(conn)
-        # A separate statement after the lock: in READ COMMITTED its snapshot is taken now, so it
-        # sees every append that committed before we got the lock.
-        rows = await conn.fetch(
-            """
-            SELECT ticket_id, seq, event_id FROM ticket_events
-            WHERE (ticket_id = $1 AND seq BETWEEN $2 - 1 AND $3) OR event_id = ANY($4::uuid[])
-            """,
+    ticket_id = events[0].ticket_id
+    async with connection(pool) as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM append_ticket_events($1, $2, $3, $4, $5, $6, $7)",
+            POSITION_LOCK,
             ticket_id,
-            first,
-            last,
-            ids,
+            [e.seq for e in events],
+            [e.event_id for e in events],
+            [e.event_type for e in events],
+            # pydantic's encoder: payloads may hold datetimes, UUIDs, decimals.
+            [pydantic_core.to_json(e.payload).decode() for e in events],
+            [e.occurred_at for e in events],
         )
-        held = {r["seq"]: r["event_id"] for r in rows if r["ticket_id"] == ticket_id}
-        by_id = {r["event_id"]: (r["ticket_id"], r["seq"]) for r in rows}
-
-        # Seqs are gapless per ticket, so "seq first-1 exists" is "max(seq) >= first-1".
-        if first > 1 and first - 1 not in held:
-            expected = await conn.fetchval(
-                "SELECT coalesce(max(seq), 0) + 1 FROM ticket_events WHERE ticket_id = $1",
-                ticket_id,
-            )
-            raise SeqGap(ticket_id, expected, first)
-
-        new: list[DomainEvent] = []
-        for e in events:
-            existing = held.get(e.seq)
-            if existing is not None and existing != e.event_id:
-                raise EventConflict(ticket_id, e.seq, existing, e.event_id)
-            at = by_id.get(e.event_id)
-            if at is not None and at != (ticket_id, e.seq):
-                raise EventConflict(
-                    ticket_id,
-                    e.seq,
-                    e.event_id,
-                    e.event_id,
-                    f"ticket {ticket_id} seq {e.seq}: event {e.event_id} is already stored"
-                    f" as ticket {at[0]} seq {at[1]}",
-                )
-            if existing is None:
-                new.append(e)
-
-        if new:
-            # One statement for the whole batch; ORDER BY keeps positions in seq order.
-            await conn.execute(
-                """
-                INSERT INTO ticket_events
-                    (ticket_id, seq, event_id, event_type, payload, occurred_at)
-                SELECT $1, u.seq, u.event_id, u.event_type, u.payload::jsonb, u.occurred_at
-                FROM unnest($2::int[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[])
-                    AS u(seq, event_id, event_type, payload, occurred_at)
-                ORDER BY u.seq
-                """,
-                ticket_id,
-                [e.seq for e in new],
-                [e.event_id for e in new],
-                [e.event_type for e in new],
-                # pydantic's encoder: payloads may hold datetimes, UUIDs, decimals.
-                [pydantic_core.to_json(e.payload).decode() for e in new],
-                [e.occurred_at for e in new],
-            )
-    return AppendResult(inserted=len(new), already_present=len(events) - len(new))
+    assert row is not None
+    if row["outcome"] == "gap":
+        raise SeqGap(ticket_id, row["at_seq"], events[0].seq)
+    if row["outcome"] == "conflict":
+        seq, existing = row["at_seq"], row["existing_id"]
+        mine = events[seq - events[0].seq].event_id
+        if existing != mine:
+            raise EventConflict(ticket_id, seq, existing, mine)
+        raise EventConflict(
+            ticket_id,
+            seq,
+            mine,
+            mine,
+            f"ticket {ticket_id} seq {seq}: event {mine} is already stored"
+            f" as ticket {row['other_ticket']} seq {row['other_seq']}",
+        )
+    inserted = row["inserted"]
+    return AppendResult(inserted=inserted, already_present=len(events) - inserted)
 
 
 async def read_ticket(pool: Executor, ticket_id: str) -> list[StoredEvent]:

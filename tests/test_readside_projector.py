@@ -271,10 +271,7 @@ async def test_without_the_append_lock_the_projector_would_skip(
     past A's lower one, and `check` reports the ticket it never saw. So the test above has teeth,
     and `check` catches a skipped event."""
 
-    async def no_lock(conn: asyncpg.Connection) -> None:
-        return None
-
-    monkeypatch.setattr(event_store, "_lock_positions", no_lock)
+    monkeypatch.setattr(event_store, "POSITION_LOCK", None)
     pool, name = db
     b_waited, during, total = await _two_writers(pool, pg_dsn, name)
     assert not b_waited

@@ -395,10 +395,7 @@ async def test_store_race_without_the_lock_loses_events(
 ) -> None:
     """Control: the same race with the lock removed does lose A, so the test above has teeth."""
 
-    async def no_lock(conn: asyncpg.Connection) -> None:
-        return None
-
-    monkeypatch.setattr(event_store, "_lock_positions", no_lock)
+    monkeypatch.setattr(event_store, "POSITION_LOCK", None)
     seen, final, b_waited = await _race(pg_dsn, db_pool)
     assert not b_waited
     assert len(final) == 2
