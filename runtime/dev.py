@@ -9,6 +9,10 @@ in order:
 3. the worker (`worker.py`), pointed at both through DATABASE_URL and TEMPORAL_ADDRESS;
 4. once the worker polls, `starter.py demo`, which opens a few demo tickets and exits.
 
+With ESCALATION_CODEC_KEYS set (payloads encrypted, runtime/codec.py), it also starts the codec
+server (`codec_server.py`, on 127.0.0.1) before Temporal and points the UI at it, so the UI
+shows the decrypted ticket text.
+
 Ctrl-C or SIGTERM stops everything in reverse order. If a piece dies on its own, the rest is
 stopped and the exit status is non-zero, with a message naming the piece and its log. A second
 run reuses `.data`, so tickets and their events persist.
@@ -44,6 +48,7 @@ from workflows.search_attributes import CLI_TYPES
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_TEMPORAL_PORT = 7233
+DEFAULT_CODEC_PORT = 8081
 NAMESPACE = "default"
 WORKER_READY_MARKER = "worker started"
 
@@ -51,6 +56,7 @@ TEMPORAL_DB = DATA_DIR / "temporal.db"
 TEMPORAL_LOG = DATA_DIR / "temporal.log"
 WORKER_LOG = DATA_DIR / "worker.log"
 DEMO_LOG = DATA_DIR / "demo.log"
+CODEC_LOG = DATA_DIR / "codec.log"
 
 # Variables that point a client at Temporal Cloud or at mTLS; the local dev server has neither,
 # so a developer who has them exported must not send them to the worker of the dev stack.
@@ -70,7 +76,7 @@ class PortInUseError(StackError):
         super().__init__(
             f"port {port} ({what}) is already in use on {host}. Another Temporal dev server, or "
             f"an earlier `dev.py up`, is probably still running: stop it, or pick other ports "
-            f"with --temporal-port / --ui-port."
+            f"with --temporal-port / --ui-port / --codec-port."
         )
 
 
@@ -95,6 +101,7 @@ def temporal_command(
     ui_port: int | None = None,
     namespace: str = NAMESPACE,
     search_attributes: Mapping[str, str] = CLI_TYPES,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     """The `temporal server start-dev` command line of the dev stack."""
     cmd = [
@@ -114,7 +121,27 @@ def temporal_command(
     ]
     for name, cli_type in search_attributes.items():
         cmd += ["--search-attribute", f"{name}={cli_type}"]
+    if ui_codec_endpoint:
+        cmd += ["--ui-codec-endpoint", ui_codec_endpoint]
     return cmd
+
+
+def codec_command(port: int, python: str = sys.executable) -> list[str]:
+    """The codec server of the dev stack: loopback only (it decrypts for whoever asks)."""
+    return [python, str(PROJECT_ROOT / "codec_server.py"), "--host", LOCALHOST, "--port", str(port)]
+
+
+def codec_env(ui_port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The codec server's environment: the caller's keys; the dev UI's origins; no tokens,
+    because the dev UI sends none and the server listens on 127.0.0.1 only."""
+    env = dict(os.environ if base is None else base)
+    env.pop("ESCALATION_CODEC_AUTH_TOKENS", None)
+    env.pop("ESCALATION_CODEC_HOST", None)
+    env.setdefault(
+        "ESCALATION_CODEC_CORS_ORIGINS", f"http://localhost:{ui_port},http://{LOCALHOST}:{ui_port}"
+    )
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
 
 
 def worker_env(
@@ -438,10 +465,15 @@ def start_temporal(
     ui_port: int | None = None,
     cwd: Path = PROJECT_ROOT,
     binary: Path | None = None,
+    ui_codec_endpoint: str | None = None,
 ) -> Child:
     """Start `temporal server start-dev`; its output goes to log_path. Does not wait."""
     cmd = temporal_command(
-        binary or find_temporal_binary(), db_filename=db_filename, port=port, ui_port=ui_port
+        binary or find_temporal_binary(),
+        db_filename=db_filename,
+        port=port,
+        ui_port=ui_port,
+        ui_codec_endpoint=ui_codec_endpoint,
     )
     db_filename.parent.mkdir(parents=True, exist_ok=True)
     return Child.spawn("Temporal", cmd, log_path=log_path, cwd=cwd)
@@ -531,6 +563,7 @@ class Options:
     ui_port: int | None = None
     demo: bool = True
     worker_ready_timeout: float = 60.0
+    codec_port: int = DEFAULT_CODEC_PORT  # used only with ESCALATION_CODEC_KEYS set
 
 
 def banner(
@@ -542,14 +575,21 @@ def banner(
     task_queue: str,
     temporal_bin: Path,
     psql_bin: Path,
+    codec_endpoint: str | None = None,
 ) -> str:
     """What the person at the terminal needs once the stack is up."""
     address = f"{LOCALHOST}:{temporal_port}"
     temporal = display_path(temporal_bin)
-    logs = "  ".join(display_path(p) for p in (TEMPORAL_LOG, WORKER_LOG, pg_log))
+    log_paths = (TEMPORAL_LOG, WORKER_LOG, pg_log, *((CODEC_LOG,) if codec_endpoint else ()))
+    logs = "  ".join(display_path(p) for p in log_paths)
+    codec = (
+        f"\n  Codec server  {codec_endpoint}  (payloads encrypted; the UI decrypts through it)"
+        if codec_endpoint
+        else ""
+    )
     return f"""
 =================== escalation dev stack is up ===================
-  Temporal UI   http://localhost:{ui_port}
+  Temporal UI   http://localhost:{ui_port}{codec}
   Temporal      {address}  namespace {NAMESPACE}, task queue {task_queue}
   PostgreSQL    {pg_uri}
   Data          {display_path(DATA_DIR)}/  (kept between runs)
@@ -599,7 +639,14 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         ui_port = ui_port_for(opts.temporal_port, opts.ui_port)
-        check_ports_free({"Temporal frontend": opts.temporal_port, "Temporal UI": ui_port})
+        try:
+            encrypted = Settings.from_env().codec_keys is not None
+        except ValueError as e:  # e.g. a bad ESCALATION_CODEC_KEYS: say so before starting
+            raise StackError(str(e)) from e
+        ports = {"Temporal frontend": opts.temporal_port, "Temporal UI": ui_port}
+        if encrypted:
+            ports["codec server"] = opts.codec_port
+        check_ports_free(ports)
         worker_script = PROJECT_ROOT / "worker.py"
         if not worker_script.exists():
             raise StackError(f"{display_path(worker_script)} does not exist")
@@ -612,12 +659,27 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
         if stop.is_set():
             raise StopRequested
 
+        codec_endpoint = None
+        if encrypted:
+            codec_endpoint = f"http://{LOCALHOST}:{opts.codec_port}"
+            say(f"starting the codec server on {codec_endpoint} (ESCALATION_CODEC_KEYS is set) ...")
+            codec = Child.spawn(
+                "codec",
+                codec_command(opts.codec_port),
+                log_path=CODEC_LOG,
+                cwd=PROJECT_ROOT,
+                env=codec_env(ui_port),
+            )
+            started.append(codec)
+            wait_for_port(opts.codec_port, timeout=30, child=codec, stop_requested=stop.is_set)
+
         say(f"starting Temporal dev server on {LOCALHOST}:{opts.temporal_port} ...")
         temporal = start_temporal(
             db_filename=TEMPORAL_DB,
             log_path=TEMPORAL_LOG,
             port=opts.temporal_port,
             ui_port=opts.ui_port,
+            ui_codec_endpoint=codec_endpoint,
         )
         started.append(temporal)
         wait_for_temporal(opts.temporal_port, child=temporal, stop_requested=stop.is_set)
@@ -660,6 +722,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
             task_queue=task_queue,
             temporal_bin=find_temporal_binary(),
             psql_bin=psql_binary(),
+            codec_endpoint=codec_endpoint,
         )
         print(text, file=out, flush=True)
         say(f"ready in {time.monotonic() - t0:.1f}s")
@@ -739,12 +802,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ui-port", type=int, default=None, help="Temporal UI port (default: temporal port + 1000)"
     )
+    p.add_argument(
+        "--codec-port",
+        type=int,
+        default=DEFAULT_CODEC_PORT,
+        help="codec server port, when ESCALATION_CODEC_KEYS is set (default %(default)s)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    opts = Options(temporal_port=args.temporal_port, ui_port=args.ui_port, demo=not args.no_demo)
+    opts = Options(
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        demo=not args.no_demo,
+        codec_port=args.codec_port,
+    )
     return run_up(opts)
 
 
