@@ -224,8 +224,8 @@ async def run(
 
 async def amain(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
     except ValueError as exc:
         print(f"readside: {exc}", file=sys.stderr)

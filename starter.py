@@ -143,7 +143,11 @@ def _parser() -> argparse.ArgumentParser:
 
 async def main(argv: list[str] | None = None, client: Client | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad variable, e.g. ESCALATION_CODEC_KEYS: no traceback
+        print(f"starter: {exc}", file=sys.stderr)
+        return 2
     try:
         client = client or await connect(settings)
         if args.command == "demo":

@@ -579,3 +579,19 @@ def test_dev_up_stops_at_once_on_a_bad_key(
 def test_codec_keys_repr_lists_ids_only() -> None:
     keys = CodecKeys({"k1": b"\x00" * 32}, "k1")
     assert repr(keys) == "CodecKeys(ids=['k1'], active='k1')"
+
+
+async def test_clients_refuse_a_bad_key_with_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import readside
+    import starter
+    from tickets import cli
+
+    monkeypatch.setenv(KEYS_ENV, "k1:short")
+    assert await starter.main(["demo"]) == 2
+    assert await cli.main(["show", "T-1"]) == 2
+    assert await readside.amain(["report"]) == 2
+    err = capsys.readouterr().err
+    for prog in ("starter", "tickets", "readside"):
+        assert f"{prog}: {KEYS_ENV}, entry 1" in err

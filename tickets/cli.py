@@ -550,7 +550,11 @@ async def _main(argv: Sequence[str] | None, client: TicketClient | Client | None
         if isinstance(client, TicketClient):
             tc = client
         else:
-            settings = Settings.from_env()
+            try:
+                settings = Settings.from_env()
+            except ValueError as exc:  # a bad variable, e.g. ESCALATION_CODEC_KEYS: no traceback
+                err(f"tickets: {exc}")
+                return EXIT_USAGE
             if client is not None:
                 tc = TicketClient(client, settings.task_queue)
             else:
