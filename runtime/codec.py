@@ -53,7 +53,7 @@ class CodecKeyError(ValueError):
 class CodecKeys:
     """Keys by id and the id that encrypts. The key bytes stay out of repr (Settings is logged)."""
 
-    keys: Mapping[str, bytes] = field(repr=False)
+    keys: Mapping[str, bytes] = field(repr=False, hash=False)  # a dict: Settings stays hashable
     active: str
 
     @property
