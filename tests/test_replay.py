@@ -1,6 +1,10 @@
-"""Replay safety: every committed history (tests/histories/, recorded by
-tests/histories/record.py) replays against today's TicketWorkflow, and a workflow whose commands
-change order is caught by the same Replayer."""
+"""Replay safety: every committed history replays against today's TicketWorkflow, and a workflow
+whose commands change order is caught by the same Replayer.
+
+tests/histories/*.json are recorded by tests/histories/record.py from today's workflow;
+tests/histories/release-0.1/ are the same scenarios as the first release recorded them, before
+the LOCAL_ACTIVITIES patch: tickets started then must go on replaying after an upgrade.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,18 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+import workflows.history_budget as history_budget
 from domain.view import TicketView
-from workflows.ticket import NO_PAYLOAD, Carried, TicketWorkflow
+from workflows.ticket import LOCAL_ACTIVITIES, NO_PAYLOAD, Carried, TicketWorkflow
 
 pytestmark = pytest.mark.asyncio
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HERE = Path(__file__).parent / "histories"
+CAN_BUDGET = 60  # history events per run in the recorded continue_as_new scenario
+CURRENT = sorted(HERE.glob("*.json"))
+RELEASE_0_1 = sorted((HERE / "release-0.1").glob("*.json"))
+CONTINUED = [p for p in CURRENT if p.stem.startswith("continue_as_new")]
+HISTORIES = [p for p in CURRENT if p not in CONTINUED] + RELEASE_0_1
 SCENARIOS = {
     "first_response_breach",
     "tier_timeout_chain",
@@ -48,6 +58,9 @@ def load(path: Path) -> WorkflowHistory:
     started = WorkflowHistory.from_json("unknown", text).events[0]
     payload = started.workflow_execution_started_event_attributes.input.payloads[0]
     ticket = pydantic_data_converter.payload_converter.from_payload(payload)
+    if ticket is None:  # a continued run: the ticket is in what it carried
+        carried = started.workflow_execution_started_event_attributes.input.payloads[1]
+        ticket = pydantic_data_converter.payload_converter.from_payload(carried)["state"]
     return WorkflowHistory.from_json(f"ticket-{ticket['ticket_id']}", text)
 
 
@@ -61,18 +74,43 @@ class TimerFirstTicketWorkflow(TicketWorkflow):
         return await super().run(input, carried)
 
 
-async def test_every_scenario_has_a_committed_history() -> None:
-    recorded = {p.stem.rsplit("-", 1)[0] if p.stem[-1].isdigit() else p.stem for p in HISTORIES}
-    assert recorded == SCENARIOS
+def scenario_names(paths: list[Path]) -> set[str]:
+    return {p.stem.rsplit("-", 1)[0] if p.stem[-1].isdigit() else p.stem for p in paths}
 
 
-async def test_every_committed_history_replays() -> None:
+async def test_every_scenario_has_a_committed_history_from_each_release() -> None:
+    assert scenario_names(CURRENT) == SCENARIOS | {"continue_as_new"}
+    assert scenario_names(RELEASE_0_1) == SCENARIOS
+
+
+def patch_markers(history: WorkflowHistory) -> set[str]:
+    found = set()
+    for e in history.events:
+        if e.HasField("marker_recorded_event_attributes"):
+            attrs = e.marker_recorded_event_attributes
+            if attrs.marker_name == "core_patch":
+                found.add(
+                    pydantic_data_converter.payload_converter.from_payload(
+                        attrs.details["patch-data"].payloads[0]
+                    )["id"]
+                )
+    return found
+
+
+async def test_first_release_histories_take_the_unpatched_path() -> None:
+    """Today's recordings carry the LOCAL_ACTIVITIES patch marker, the first release's do not:
+    both replay (above), so the old path is still there for tickets started before."""
+    assert all(patch_markers(load(p)) == {LOCAL_ACTIVITIES} for p in CURRENT)
+    assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
+
+
+async def replay_all(paths: list[Path]) -> None:
     replayer = Replayer(workflows=[TicketWorkflow], data_converter=pydantic_data_converter)
 
     replayed: list[str] = []
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
-        for path in HISTORIES:
+        for path in paths:
             replayed.append(path.name)
             yield load(path)
 
@@ -83,14 +121,43 @@ async def test_every_committed_history_replays() -> None:
         if failure is not None
     }
     assert failures == {}
-    assert len(replayed) == len(HISTORIES) >= len(SCENARIOS)
+    assert len(replayed) == len(paths)
 
 
-@pytest.mark.parametrize("name", ["close_by_agent", "first_response_breach", "authorization-1"])
+async def test_every_committed_history_replays() -> None:
+    assert len(HISTORIES) > 2 * len(SCENARIOS)
+    await replay_all(HISTORIES)
+
+
+async def test_continued_runs_replay_with_the_budget_they_were_recorded_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The budget decides where a run continues as new, so it is part of the workflow's
+    behaviour: a changed budget needs `workflow.patched` like any other change."""
+    assert len(CONTINUED) >= 3  # the scenario continued as new at least twice
+    monkeypatch.setattr(history_budget, "CONTINUE_AS_NEW_EVENTS", CAN_BUDGET)
+    await replay_all(CONTINUED)
+    # And with another budget the same histories no longer replay.
+    monkeypatch.setattr(history_budget, "CONTINUE_AS_NEW_EVENTS", 2 * CAN_BUDGET)
+    replayer = Replayer(workflows=[TicketWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(load(CONTINUED[0]), raise_on_replay_failure=False)
+    assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "close_by_agent",
+        "first_response_breach",
+        "authorization-1",
+        "release-0.1/close_by_agent",
+        "release-0.1/authorization-1",
+    ],
+)
 async def test_a_reordered_command_is_caught_as_nondeterminism(name: str) -> None:
     replayer = Replayer(
         workflows=[TimerFirstTicketWorkflow], data_converter=pydantic_data_converter
     )
-    history = load(Path(__file__).parent / "histories" / f"{name}.json")
+    history = load(HERE / f"{name}.json")
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure

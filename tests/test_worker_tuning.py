@@ -15,8 +15,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.testing import WorkflowEnvironment
 
 from domain.policy import BUILTIN_POLICIES
@@ -164,19 +162,13 @@ async def test_sigterm_lets_an_in_flight_activity_finish(
                 )
 
                 async def appending() -> bool:
-                    described = await dev_env.client.workflow_service.describe_workflow_execution(
-                        DescribeWorkflowExecutionRequest(
-                            namespace=dev_env.client.namespace,
-                            execution=WorkflowExecution(workflow_id=handle.id),
-                        )
+                    # The append (a local activity) is queued on the lock inside PostgreSQL.
+                    waiting = await db_pool.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
                     )
-                    return any(
-                        p.activity_type.name == "append_events" and p.HasField("last_started_time")
-                        for p in described.pending_activities
-                    )
+                    return bool(waiting)
 
                 await _wait_for(appending, 30, "append_events to be running")
-                await asyncio.sleep(0.3)  # it is now waiting for the lock inside PostgreSQL
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.sleep(1.0)
                 assert proc.poll() is None, "the worker left before its activity finished"

@@ -4,12 +4,19 @@ It owns time (`workflow.now()` and timers) and side effects (activities); every 
 `domain/`. Events are recorded in memory at once (so queries and later actions see them) and
 appended to the event store, in order, by one appender task; notifications go out only after
 the events that caused them are stored.
+
+Behaviour changes go behind `workflow.patched` so tickets started by an earlier release replay
+unchanged (tests/histories). `LOCAL_ACTIVITIES` (since 0.2): the policy and the appends are local
+activities (a marker each, and the workflow task that accepted an Update also completes it), the
+one SLA timer is re-armed only when its due time changes, and a long ticket continues as new on
+our own budget (workflows/history_budget.py) carrying its folded state, not its events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +28,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
+    # By full name: `from workflows import ...` would make the sandbox a copy of the module.
+    import workflows.history_budget as history_budget
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
     from domain.calendar import local_time
@@ -34,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 WORKFLOW_TYPE = "TicketWorkflow"
+LOCAL_ACTIVITIES = "local-activities-v2"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 
@@ -58,9 +68,15 @@ def workflow_id_for(ticket_id: str) -> str:
 
 
 class Carried(BaseModel):
-    """What a ticket takes across continue-as-new: its events (all already stored)."""
+    """What a ticket takes across continue-as-new; every event is already in the event store.
 
-    events: list[ev.DomainEvent]
+    `state` (since LOCAL_ACTIVITIES): the folded state, request ids (idempotency keys) included,
+    so the input stays small however long the ticket lives. `events`: what runs of the first
+    release carried instead (every event); still accepted.
+    """
+
+    state: TicketState | None = None
+    events: list[ev.DomainEvent] = []
     last_reminder_at: datetime | None = None
     reminders_sent: int = 0
 
@@ -86,10 +102,17 @@ class TicketWorkflow:
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
         self._sending = 0  # notify activities in flight
+        self._local = False  # LOCAL_ACTIVITIES in effect (decided once, at the start of run)
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_due: datetime | None = None
+        self._clock_at: datetime | None = None  # see _clock
         if carried is not None:
-            self._events = list(carried.events)
-            self._state = fold(self._events)
-            self._appended_seq = len(self._events)
+            if carried.state is not None:
+                self._state = carried.state
+            else:
+                self._events = list(carried.events)
+                self._state = fold(self._events)
+            self._appended_seq = self._state.version if self._state is not None else 0
             self._last_reminder_at = carried.last_reminder_at
             self._reminders_sent = carried.reminders_sent
 
@@ -97,6 +120,8 @@ class TicketWorkflow:
 
     @workflow.run
     async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
+        self._local = workflow.patched(LOCAL_ACTIVITIES)
+        self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
             await self._open(input)
@@ -104,14 +129,14 @@ class TicketWorkflow:
         while self._state is not None and self._state.status != "closed":
             await self._wait_for_next_deadline()
             self._raise_if_fatal()
-            self._record(decide(self._state, Tick(), workflow.now()))
-            if workflow.info().is_continue_as_new_suggested():
+            self._record(decide(self._state, Tick(), self._clock()))
+            if self._history_full():
                 await self._drain()
                 workflow.continue_as_new(
                     args=[
                         NO_PAYLOAD,
                         Carried(
-                            events=self._events,
+                            state=self._state,
                             last_reminder_at=self._last_reminder_at,
                             reminders_sent=self._reminders_sent,
                         ),
@@ -121,6 +146,25 @@ class TicketWorkflow:
         appender.cancel()
         assert self._state is not None
         return view(self._state)
+
+    def _clock(self) -> datetime:
+        """The time decisions use.
+
+        `workflow.now()` right after a local activity resolves is not the same on replay when
+        the workflow task was split meanwhile (a query arrived): live it is the new task's
+        start, on replay the activity's completion. So (since LOCAL_ACTIVITIES) decisions use
+        the time of the last activation known to replay the same: the run's start, a signal or
+        Update arriving, a timer firing.
+        """
+        if not self._local or self._clock_at is None:
+            return workflow.now()
+        return self._clock_at
+
+    def _advance(self, now: datetime) -> datetime:
+        """Move the decision clock forward to `now` (never back); returns the clock."""
+        if self._clock_at is None or now > self._clock_at:
+            self._clock_at = now
+        return self._clock_at
 
     async def _open(self, input: RawValue) -> None:
         info = workflow.info()
@@ -134,21 +178,32 @@ class TicketWorkflow:
         except InvalidTicket as exc:
             raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
         try:
-            policy = await workflow.execute_activity(
+            execute = workflow.execute_local_activity if self._local else workflow.execute_activity
+            policy = await execute(
                 "resolve_policy",
                 ticket.policy,
                 result_type=Policy,
                 start_to_close_timeout=timedelta(seconds=10),
                 summary=f"resolve policy {ticket.policy}",
             )
-        except ActivityError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == "UnknownPolicy":
+        except (ActivityError, ApplicationError) as exc:
+            cause = _application_failure(exc)
+            if cause is not None and cause.type == "UnknownPolicy":
                 raise ApplicationError(
                     cause.message, type="InvalidTicket", non_retryable=True
                 ) from None
             raise
-        self._record(decide(None, Open(ticket=ticket, policy=policy), workflow.now()))
+        at = self._clock()
+        self._record(decide(None, Open(ticket=ticket, policy=policy), at), at)
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        return self._local and (
+            info.get_current_history_length() >= history_budget.CONTINUE_AS_NEW_EVENTS
+            or info.get_current_history_size() >= history_budget.CONTINUE_AS_NEW_BYTES
+        )
 
     async def _wait_for_next_deadline(self) -> None:
         """Sleep until the next SLA deadline or reminder, or until anything changes."""
@@ -161,13 +216,11 @@ class TicketWorkflow:
             upcoming.sort(key=lambda d: d[1])
 
         def woken() -> bool:
-            return (
-                self._changed
-                or self._fatal is not None
-                or workflow.info().is_continue_as_new_suggested()
-            )
+            return self._changed or self._fatal is not None or self._history_full()
 
-        if upcoming:
+        if self._local:
+            await self._sleep_until(upcoming[0] if upcoming else None, woken)
+        elif upcoming:
             name, due = upcoming[0]
             delay = due - workflow.now()
             if delay > timedelta(0):
@@ -178,10 +231,39 @@ class TicketWorkflow:
                     pass  # the deadline came: the caller decides what is due
         else:
             await workflow.wait_condition(woken)
-        if reminder_at is not None and workflow.now() >= reminder_at:
+        if reminder_at is not None and self._clock() >= reminder_at:
             self._last_reminder_at = reminder_at
             self._reminders_sent += 1
             self._notices.append(reminder(self._state, reminder_at))
+
+    async def _sleep_until(
+        self, deadline: tuple[str, datetime] | None, woken: Callable[[], bool]
+    ) -> None:
+        """Wait for `deadline` or a change. The one timer outlives changes that leave the next
+        due time where it was (an assign, a refused action): re-arming costs history events."""
+        assert self._state is not None
+        due = deadline[1] if deadline else None
+        if due is not None and due <= self._clock():
+            return
+        if due != self._timer_due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_due = None, due
+            if deadline is not None and due is not None:
+                summary = f"{deadline[0]} · {self._state.tier} · due"
+                summary += f" {local_time(due, self._state.policy)}"
+                self._timer = asyncio.create_task(self._alarm(due, summary))
+        timer = self._timer
+        await workflow.wait_condition(lambda: woken() or (timer is not None and timer.done()))
+        if timer is not None and timer.done():
+            self._timer, self._timer_due = None, None
+
+    async def _alarm(self, due: datetime, summary: str) -> None:
+        # A duration that differs on replay is harmless (timers are matched by sequence); a
+        # due time already past still gets a real timer, so the clock moves in a new task.
+        delay = max(due - workflow.now(), timedelta(milliseconds=1))
+        await workflow.sleep(delay, summary=summary)
+        self._advance(max(workflow.now(), due))
 
     async def _drain(self) -> None:
         """Wait until every event is stored, notices sent and handlers done."""
@@ -204,15 +286,15 @@ class TicketWorkflow:
 
     # --- recording and storing ------------------------------------------------------------------
 
-    def _record(self, payloads: list[ev.EventPayload]) -> None:
+    def _record(self, payloads: list[ev.EventPayload], at: datetime | None = None) -> None:
         if not payloads:
             return
-        now = workflow.now()
+        now = at or self._clock()
         ticket_id = self._ticket_id()
         for data in payloads:
             event = ev.DomainEvent(
                 ticket_id=ticket_id,
-                seq=len(self._events) + 1,
+                seq=(self._state.version if self._state is not None else 0) + 1,
                 event_id=workflow.uuid4(),
                 event_type=data.event_type,
                 payload=data.model_dump(mode="json"),
@@ -236,18 +318,21 @@ class TicketWorkflow:
             await workflow.wait_condition(lambda: bool(self._outbox) or bool(self._notices))
             if self._outbox:
                 batch = self._outbox[:APPEND_BATCH_MAX]
+                # The append is exactly-once, so a local activity re-run after a crash is safe.
+                execute = (
+                    workflow.execute_local_activity if self._local else workflow.execute_activity
+                )
                 try:
-                    await workflow.execute_activity(
+                    await execute(
                         "append_events",
                         {"ticket_id": batch[0].ticket_id, "events": batch},
                         start_to_close_timeout=timedelta(seconds=30),
                         retry_policy=APPEND_RETRY,
                         summary=_append_summary(batch),
                     )
-                except ActivityError as exc:
-                    message = (
-                        exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc)
-                    )
+                except (ActivityError, ApplicationError) as exc:
+                    cause = _application_failure(exc)
+                    message = cause.message if cause is not None else str(exc)
                     self._fatal = ApplicationError(
                         f"event store refused events of ticket {batch[0].ticket_id}: {message}",
                         type="EventStoreFailed",
@@ -348,6 +433,7 @@ class TicketWorkflow:
         )
 
     async def _apply_signal(self, name: str, raw: RawValue) -> None:
+        self._advance(workflow.now())  # the arrival: a time replay reproduces
         await self._opened()
         async with self._action_lock:
             assert self._state is not None
@@ -362,7 +448,7 @@ class TicketWorkflow:
                     decision = await self._authorize(name, action)
                     if not decision.allowed:
                         raise ActionRejected(decision.reason or f"{name}: not authorized")
-                payloads = decide(self._state, action, workflow.now())
+                payloads = decide(self._state, action, self._clock())
             except DomainError as exc:
                 payloads = [reject(name, str(exc), _bounded(decoded))]
             self._record(payloads)
@@ -385,6 +471,7 @@ class TicketWorkflow:
             ) from None
 
     async def _apply_update(self, name: str, raw: RawValue) -> TicketView:
+        self._advance(workflow.now())  # the arrival: a time replay reproduces
         await self._opened()
         async with self._action_lock:
             assert self._state is not None
@@ -394,7 +481,7 @@ class TicketWorkflow:
                     decision = await self._authorize(name, action)
                     if not decision.allowed:
                         raise ActionRejected(decision.reason or f"{name}: not authorized")
-                payloads = decide(self._state, action, workflow.now())
+                payloads = decide(self._state, action, self._clock())
             except ActionRejected as exc:
                 raise ApplicationError(
                     str(exc), type="ActionRejected", non_retryable=True
@@ -526,7 +613,17 @@ class TicketWorkflow:
 
     @workflow.query(name="history")
     def history(self) -> list[ev.DomainEvent]:
+        """The events recorded by this run: all of them, unless the ticket continued as new
+        (then they start after the carried state's seq; the event store has every one)."""
         return list(self._events)
+
+
+def _application_failure(exc: ActivityError | ApplicationError) -> ApplicationError | None:
+    """The activity's own error: a failed activity raises ActivityError with it as the cause,
+    a failed local activity raises it directly."""
+    if isinstance(exc, ApplicationError):
+        return exc
+    return exc.cause if isinstance(exc.cause, ApplicationError) else None
 
 
 def _append_summary(batch: list[ev.DomainEvent]) -> str:

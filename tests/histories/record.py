@@ -37,10 +37,12 @@ from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
+from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
 from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
 from worker import build_worker  # noqa: E402
+from workflows import history_budget  # noqa: E402
 from workflows.search_attributes import ALL_KEYS  # noqa: E402
 
 Driver = Callable[[TicketRig], Awaitable[None]]
@@ -164,6 +166,19 @@ async def business_hours(rig: TicketRig) -> None:
     await rig.sleep(timedelta(days=10))
 
 
+async def continue_as_new(rig: TicketRig) -> None:
+    """A ticket busy enough to continue as new twice (budget lowered to CAN_BUDGET events),
+    a request id repeated across runs, then its clocks firing on the last run."""
+    h = await rig.open(priority="urgent")
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "a-1"})
+    for i in range(8):
+        await h.execute_update("await_customer", {"agent_id": "amy", "request_id": f"w-{i}"})
+        await h.execute_update("customer_replied", {"message": f"reply {i}"})
+    await h.execute_update("assign", {"agent_id": "bob", "request_id": "a-1"})  # a no-op
+    await h.signal("respond", {"agent_id": "amy", "message": "on it"})
+    await rig.sleep(timedelta(hours=5))
+
+
 async def _refused(h: Any, action: str, payload: dict[str, Any]) -> None:
     with contextlib.suppress(WorkflowUpdateFailedError):
         await h.execute_update(action, payload)
@@ -224,6 +239,7 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
     "business_hours": (business_hours, "time", OFFICE, None),
     "rejected_updates": (rejected_updates, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
+    "continue_as_new": (continue_as_new, "time", None, None),
 }
 
 
@@ -252,11 +268,17 @@ async def record(name: str, pool: asyncpg.Pool, dev: WorkflowEnvironment) -> lis
             agents = AgentActivities(path)
         task_queue = f"record-{uuid.uuid4()}"
         chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
-        async with build_worker(env.client, task_queue, pool, chosen, agents):
-            rig = TicketRig(env, pool, task_queue)
-            await driver(rig)
-            await rig.finish()
-            histories = [await h.fetch_history() for h in rig.handles]
+        budget = history_budget.CONTINUE_AS_NEW_EVENTS
+        if name == "continue_as_new":
+            history_budget.CONTINUE_AS_NEW_EVENTS = CAN_BUDGET
+        try:
+            async with build_worker(env.client, task_queue, pool, chosen, agents):
+                rig = TicketRig(env, pool, task_queue)
+                await driver(rig)
+                await rig.finish()
+                histories = [run for h in rig.handles for run in await _runs(env, h)]
+        finally:
+            history_budget.CONTINUE_AS_NEW_EVENTS = budget
     for old in HERE.glob(f"{name}*.json"):
         if old.stem == name or old.stem.removeprefix(f"{name}-").isdigit():
             old.unlink()
@@ -266,6 +288,18 @@ async def record(name: str, pool: asyncpg.Pool, dev: WorkflowEnvironment) -> lis
         path.write_text(history.to_json() + "\n")
         paths.append(path)
     return paths
+
+
+async def _runs(env: WorkflowEnvironment, handle: Any) -> list[Any]:
+    """Every run of the workflow, following continue-as-new from the first."""
+    runs = []
+    run_id = handle.first_execution_run_id or handle.run_id
+    while run_id:
+        history = await env.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.append(history)
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return runs
 
 
 async def record_all(dsn: str, names: list[str]) -> None:
