@@ -162,7 +162,14 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
 
 def render_history(ticket_id: str, events: list[DomainEvent]) -> str:
     """The same timeline `readside.py history` prints from the event store."""
-    return render_timeline(ticket_id, timeline(events), "workflow").rstrip("\n")
+    text = render_timeline(ticket_id, timeline(events), "workflow").rstrip("\n")
+    if events and events[0].seq > 1:
+        # A long ticket continued as new and carries only its recent events.
+        text += (
+            f"\n(events 1-{events[0].seq - 1} are earlier: the ticket continued as new;"
+            f" the event store has them all: escalation-readside history {ticket_id})"
+        )
+    return text
 
 
 def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:

@@ -8,3 +8,6 @@ from __future__ import annotations
 
 CONTINUE_AS_NEW_EVENTS = 2_000
 CONTINUE_AS_NEW_BYTES = 2_000_000
+
+# Domain events a continued run carries for the `history` query (the store keeps them all).
+CARRIED_EVENTS = 100

@@ -76,6 +76,7 @@ class Carried(BaseModel):
     """
 
     state: TicketState | None = None
+    recent: list[ev.DomainEvent] = []  # the last few, for the `history` query
     events: list[ev.DomainEvent] = []
     last_reminder_at: datetime | None = None
     reminders_sent: int = 0
@@ -109,6 +110,7 @@ class TicketWorkflow:
         if carried is not None:
             if carried.state is not None:
                 self._state = carried.state
+                self._events = list(carried.recent)
             else:
                 self._events = list(carried.events)
                 self._state = fold(self._events)
@@ -137,6 +139,7 @@ class TicketWorkflow:
                         NO_PAYLOAD,
                         Carried(
                             state=self._state,
+                            recent=self._events[-history_budget.CARRIED_EVENTS :],
                             last_reminder_at=self._last_reminder_at,
                             reminders_sent=self._reminders_sent,
                         ),
@@ -613,8 +616,8 @@ class TicketWorkflow:
 
     @workflow.query(name="history")
     def history(self) -> list[ev.DomainEvent]:
-        """The events recorded by this run: all of them, unless the ticket continued as new
-        (then they start after the carried state's seq; the event store has every one)."""
+        """Every event, unless the ticket continued as new: then the last few before it
+        (history_budget.CARRIED_EVENTS) and this run's; the event store has every one."""
         return list(self._events)
 
 
