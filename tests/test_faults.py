@@ -42,8 +42,12 @@ async def rows() -> AsyncIterator[dict[str, Row]]:
         finally:
             await other_ctx.close()
 
-    done = await asyncio.gather(crash(), outages())
-    found = {**done[0], **done[1]}
+    # Both run to the end whatever happens to the other, so each stops its own stack.
+    done = await asyncio.gather(crash(), outages(), return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    found = {k: v for result in done if isinstance(result, dict) for k, v in result.items()}
     yield found
     if all(r.ok for r in found.values()):  # else keep the worker logs named in the failures
         for ctx in (crash_ctx, other_ctx):
