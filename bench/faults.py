@@ -137,6 +137,9 @@ class Row:
             return "-" if v is None else f"{v:,}"
 
         checks = self.checks or f"{self.checks_passed}/{self.checks_total} passed"
+        failed = self.data.get("failed_checks") or {}
+        if failed:  # which checks failed, and for how many tickets
+            checks += "; failed: " + ", ".join(f"{k} ({n} tickets)" for k, n in failed.items())
         return [
             self.fault,
             self.injected,
