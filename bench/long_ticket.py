@@ -176,7 +176,7 @@ def summary(r: LongTicketResult) -> dict[str, Any]:
     return data
 
 
-async def _standalone(actions: int) -> LongTicketResult:
+async def standalone(actions: int) -> LongTicketResult:
     from bench import run as bench_run
     from domain.policy import BUILTIN_POLICIES
     from store.connection import create_pool
@@ -198,7 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--actions", type=int, default=5_000)
     args = parser.parse_args()
-    r = asyncio.run(_standalone(args.actions))
+    r = asyncio.run(standalone(args.actions))
     for key, value in summary(r).items():
         print(f"{key:28} {value}")
     sys.exit(0 if r.ok else 1)

@@ -3,7 +3,7 @@ whose commands change order is caught by the same Replayer.
 
 tests/histories/*.json are recorded by tests/histories/record.py from today's workflow;
 tests/histories/release-0.1/ are the same scenarios as the first release recorded them, before
-the LOCAL_ACTIVITIES patch: tickets started then must go on replaying after an upgrade.
+the RELEASE_0_2 patch: tickets started then must go on replaying after an upgrade.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from temporalio.workflow import NondeterminismError
 
 import workflows.history_budget as history_budget
 from domain.view import TicketView
-from workflows.ticket import LOCAL_ACTIVITIES, NO_PAYLOAD, Carried, TicketWorkflow
+from workflows.ticket import NO_PAYLOAD, RELEASE_0_2, Carried, TicketWorkflow
 
 pytestmark = pytest.mark.asyncio
 
@@ -98,9 +98,9 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the LOCAL_ACTIVITIES patch marker, the first release's do not:
+    """Today's recordings carry the RELEASE_0_2 patch marker, the first release's do not:
     both replay (above), so the old path is still there for tickets started before."""
-    assert all(patch_markers(load(p)) == {LOCAL_ACTIVITIES} for p in CURRENT)
+    assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in CURRENT)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
 
 

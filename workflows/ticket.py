@@ -6,10 +6,16 @@ appended to the event store, in order, by one appender task; notifications go ou
 the events that caused them are stored.
 
 Behaviour changes go behind `workflow.patched` so tickets started by an earlier release replay
-unchanged (tests/histories). `LOCAL_ACTIVITIES` (since 0.2): the policy and the appends are local
-activities (a marker each, and the workflow task that accepted an Update also completes it), the
-one SLA timer is re-armed only when its due time changes, and a long ticket continues as new on
-our own budget (workflows/history_budget.py) carrying its folded state, not its events.
+unchanged (tests/histories). `RELEASE_0_2`: the policy lookup is a local activity; decisions use
+a replay-stable clock (`_clock`); the one SLA timer is re-armed only when its due time moves;
+notifications no longer hold up the next append; a long ticket continues as new on our own
+budget (workflows/history_budget.py) carrying its folded state, not its events.
+
+Appends stay ordinary activities. As local activities they halved the history, but a local
+activity runs before the workflow task that decided its events is committed: when a worker died
+mid-task, the retried task decided the same seqs again at a later time, and the store kept the
+first attempt's events while the workflow went on with the second's (bench/faults.py found it).
+An ordinary activity is scheduled by the committed task, so the store gets what history holds.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 WORKFLOW_TYPE = "TicketWorkflow"
-LOCAL_ACTIVITIES = "local-activities-v2"
+RELEASE_0_2 = "release-0.2"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 
@@ -70,7 +76,7 @@ def workflow_id_for(ticket_id: str) -> str:
 class Carried(BaseModel):
     """What a ticket takes across continue-as-new; every event is already in the event store.
 
-    `state` (since LOCAL_ACTIVITIES): the folded state, request ids (idempotency keys) included,
+    `state` (since RELEASE_0_2): the folded state, request ids (idempotency keys) included,
     so the input stays small however long the ticket lives. `events`: what runs of the first
     release carried instead (every event); still accepted.
     """
@@ -103,7 +109,8 @@ class TicketWorkflow:
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
         self._sending = 0  # notify activities in flight
-        self._local = False  # LOCAL_ACTIVITIES in effect (decided once, at the start of run)
+        self._notifying: set[asyncio.Task[None]] = set()
+        self._v2 = False  # RELEASE_0_2 in effect (decided once, at the start of run)
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
@@ -122,7 +129,7 @@ class TicketWorkflow:
 
     @workflow.run
     async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
-        self._local = workflow.patched(LOCAL_ACTIVITIES)
+        self._v2 = workflow.patched(RELEASE_0_2)
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
@@ -155,11 +162,11 @@ class TicketWorkflow:
 
         `workflow.now()` right after a local activity resolves is not the same on replay when
         the workflow task was split meanwhile (a query arrived): live it is the new task's
-        start, on replay the activity's completion. So (since LOCAL_ACTIVITIES) decisions use
+        start, on replay the activity's completion. So (since RELEASE_0_2) decisions use
         the time of the last activation known to replay the same: the run's start, a signal or
         Update arriving, a timer firing.
         """
-        if not self._local or self._clock_at is None:
+        if not self._v2 or self._clock_at is None:
             return workflow.now()
         return self._clock_at
 
@@ -181,7 +188,7 @@ class TicketWorkflow:
         except InvalidTicket as exc:
             raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
         try:
-            execute = workflow.execute_local_activity if self._local else workflow.execute_activity
+            execute = workflow.execute_local_activity if self._v2 else workflow.execute_activity
             policy = await execute(
                 "resolve_policy",
                 ticket.policy,
@@ -203,7 +210,7 @@ class TicketWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        return self._local and (
+        return self._v2 and (
             info.get_current_history_length() >= history_budget.CONTINUE_AS_NEW_EVENTS
             or info.get_current_history_size() >= history_budget.CONTINUE_AS_NEW_BYTES
         )
@@ -221,7 +228,7 @@ class TicketWorkflow:
         def woken() -> bool:
             return self._changed or self._fatal is not None or self._history_full()
 
-        if self._local:
+        if self._v2:
             await self._sleep_until(upcoming[0] if upcoming else None, woken)
         elif upcoming:
             name, due = upcoming[0]
@@ -321,12 +328,8 @@ class TicketWorkflow:
             await workflow.wait_condition(lambda: bool(self._outbox) or bool(self._notices))
             if self._outbox:
                 batch = self._outbox[:APPEND_BATCH_MAX]
-                # The append is exactly-once, so a local activity re-run after a crash is safe.
-                execute = (
-                    workflow.execute_local_activity if self._local else workflow.execute_activity
-                )
                 try:
-                    await execute(
+                    await workflow.execute_activity(
                         "append_events",
                         {"ticket_id": batch[0].ticket_id, "events": batch},
                         start_to_close_timeout=timedelta(seconds=30),
@@ -346,9 +349,24 @@ class TicketWorkflow:
                 self._appended_seq = batch[-1].seq
                 continue
             notices, self._notices = self._notices, []
+            if self._v2:
+                # Sent alongside later appends: a notify stuck on a dead worker (until its
+                # timeout) must not hold up the ticket's next events.
+                for notice in notices:
+                    self._sending += 1
+                    task = asyncio.create_task(self._notify_then_count(notice))
+                    self._notifying.add(task)  # held until done: the loop keeps weak refs
+                    task.add_done_callback(self._notifying.discard)
+                continue
             self._sending = len(notices)
             await asyncio.gather(*(self._notify(n) for n in notices))
             self._sending = 0
+
+    async def _notify_then_count(self, notice: Notification) -> None:
+        try:
+            await self._notify(notice)
+        finally:
+            self._sending -= 1
 
     async def _notify(self, notice: Notification) -> None:
         try:
