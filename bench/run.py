@@ -424,7 +424,9 @@ async def serve_worker(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    worker = build_worker(client, args.task_queue, pool, policies)
+    worker = build_worker(
+        client, args.task_queue, pool, policies, max_cached_workflows=int(args.max_cached)
+    )
     profilers: list[Any] = []
     wf_executor = None
     if args.profile:
@@ -527,7 +529,12 @@ def scale_policy(first_response: int) -> str:
 
 
 async def scale_phase(
-    env: WorkflowEnvironment, where: dict[str, str], n: int, first_response: int, res: Results
+    env: WorkflowEnvironment,
+    where: dict[str, str],
+    n: int,
+    first_response: int,
+    res: Results,
+    max_cached: int = 1000,
 ) -> None:
     say(f"5. scale: {n} open tickets, first response due after {first_response}s")
     db = await new_database(where, f"scale_{uuid.uuid4().hex[:8]}")
@@ -537,7 +544,9 @@ async def scale_phase(
     client = env.client
     tag = uuid.uuid4().hex[:6]
     try:
-        async with worker_process(env, db, tq, policy_text=scale_policy(first_response)) as rss:
+        async with worker_process(
+            env, db, tq, policy_text=scale_policy(first_response), max_cached=str(max_cached)
+        ) as rss:
             t0 = time.perf_counter()
 
             async def open_one(i: int) -> None:
@@ -630,6 +639,11 @@ async def profile_phase(
     env: WorkflowEnvironment, where: dict[str, str], size: Size, out: str
 ) -> None:
     say(f"6. profile of a worker process under the lifecycle load -> {out}")
+    pool = await create_pool(**where, min_size=1, max_size=2)
+    try:
+        await migrate(pool)  # idempotent; needed when the temporal phase did not run
+    finally:
+        await pool.close()
     tq = f"bench-prof-{uuid.uuid4().hex[:6]}"
     global OURS_TQ
     saved, OURS_TQ = OURS_TQ, tq
@@ -652,6 +666,7 @@ async def run(
     first_response: int = 60,
     profile: str | None = None,
     only: tuple[str, ...] = PHASES,
+    max_cached: int = 1000,
 ) -> Results:
     res = Results()
     async with stack() as (where, env):
@@ -674,7 +689,7 @@ async def run(
         if "profile" not in only:
             profile = None
         if scale:
-            await scale_phase(env, where, scale, first_response, res)
+            await scale_phase(env, where, scale, first_response, res, max_cached)
         if profile:
             await profile_phase(env, where, size, profile)
     return res
@@ -696,6 +711,11 @@ def main() -> None:
     parser.add_argument("--where", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
     parser.add_argument("--policy-text", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--max-cached",
+        default="1000",
+        help="the worker process's max_cached_workflows (ESCALATION_MAX_CACHED_WORKFLOWS)",
+    )
     args = parser.parse_args()
     if args.serve_worker:
         # Logged as a production worker logs (JSON, info); the parent discards it.
@@ -710,7 +730,9 @@ def main() -> None:
     unknown = sorted(set(only) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s) {unknown}; known: {', '.join(PHASES)}")
-    res = asyncio.run(run(size, scale, args.first_response, args.profile, only))
+    res = asyncio.run(
+        run(size, scale, args.first_response, args.profile, only, int(args.max_cached))
+    )
     print(res.table())
     for note in res.notes:
         print(f"\n{note}")
