@@ -32,8 +32,6 @@ from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
     # By full name: `from workflows import ...` would make the sandbox a copy of the module.
     import workflows.history_budget as history_budget
     from domain import events as ev
@@ -47,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.state import TicketState, deadlines, evolve, fold, renotify_due
     from domain.view import TicketView, view
     from workflows import search_attributes as sa
+    from workflows.carried import Carried
 
 WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
@@ -71,21 +70,6 @@ NO_PAYLOAD = RawValue(Payload(metadata={"encoding": b"binary/null"}))
 
 def workflow_id_for(ticket_id: str) -> str:
     return f"ticket-{ticket_id}"
-
-
-class Carried(BaseModel):
-    """What a ticket takes across continue-as-new; every event is already in the event store.
-
-    `state` (since RELEASE_0_2): the folded state, request ids (idempotency keys) included,
-    so the input stays small however long the ticket lives. `events`: what runs of the first
-    release carried instead (every event); still accepted.
-    """
-
-    state: TicketState | None = None
-    recent: list[ev.DomainEvent] = []  # the last few, for the `history` query
-    events: list[ev.DomainEvent] = []
-    last_reminder_at: datetime | None = None
-    reminders_sent: int = 0
 
 
 class EventStoreFailed(Exception):
