@@ -143,10 +143,11 @@ MIGRATIONS: list[Migration] = [
         4,
         "append_ticket_events: the exactly-once append in one round trip",
         """
-        -- The whole append (position lock, gap and conflict checks, insert) runs inside the
-        -- server: one round trip instead of five, and the lock is held only while the server
-        -- works, never across the network. In READ COMMITTED each statement below takes a new
-        -- snapshot, so the checks see every append committed before the lock was granted.
+        -- The whole append (checks, position lock, insert) runs inside the server: one round
+        -- trip instead of five. The checks come before the lock (a ticket has one writer, so
+        -- its earlier appends are committed and visible), and the lock is held only from the
+        -- insert to the commit, never across the network. In READ COMMITTED each statement
+        -- below takes a new snapshot.
         CREATE FUNCTION append_ticket_events(
             lock_key    bigint,
             p_ticket_id text,
@@ -164,13 +165,9 @@ MIGRATIONS: list[Migration] = [
         ) LANGUAGE plpgsql AS $fn$
         DECLARE
             first_seq integer := p_seqs[1];
-            last_seq  integer := p_seqs[cardinality(p_seqs)];
             clash     record;
         BEGIN
             inserted := 0;
-            IF lock_key IS NOT NULL THEN
-                PERFORM pg_advisory_xact_lock(lock_key);
-            END IF;
             IF first_seq > 1 AND NOT EXISTS (
                 SELECT 1 FROM ticket_events WHERE ticket_id = p_ticket_id AND seq = first_seq - 1
             ) THEN
@@ -195,15 +192,30 @@ MIGRATIONS: list[Migration] = [
                 other_seq := clash.stored_seq;
                 RETURN;
             END IF;
+            IF lock_key IS NOT NULL THEN
+                PERFORM pg_advisory_xact_lock(lock_key);
+            END IF;
+            -- Rows already stored (a retried batch) are skipped; a retry racing its own
+            -- earlier attempt waits on the unique index, then skips.
             INSERT INTO ticket_events (ticket_id, seq, event_id, event_type, payload, occurred_at)
             SELECT p_ticket_id, u.seq, u.event_id, u.event_type, u.payload::jsonb, u.occurred_at
             FROM unnest(p_seqs, p_ids, p_types, p_payloads, p_times)
                 AS u(seq, event_id, event_type, payload, occurred_at)
-            WHERE NOT EXISTS (
-                SELECT 1 FROM ticket_events t WHERE t.ticket_id = p_ticket_id AND t.seq = u.seq
-            )
-            ORDER BY u.seq;
+            ORDER BY u.seq
+            ON CONFLICT DO NOTHING;
             GET DIAGNOSTICS inserted = ROW_COUNT;
+            -- A row skipped must be ours already; another writer's row that raced in after the
+            -- checks rolls this back, and the retry's checks name the conflict.
+            IF inserted < cardinality(p_seqs) AND EXISTS (
+                SELECT 1 FROM unnest(p_seqs, p_ids) AS u(seq, event_id)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM ticket_events t
+                    WHERE t.ticket_id = p_ticket_id AND t.seq = u.seq AND t.event_id = u.event_id
+                )
+            ) THEN
+                RAISE EXCEPTION 'ticket %: another append raced this one', p_ticket_id
+                    USING ERRCODE = 'serialization_failure';
+            END IF;
             outcome := 'ok';
         END
         $fn$;
