@@ -442,7 +442,7 @@ async def serve_worker(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     worker = build_worker(
-        client, args.task_queue, pool, policies, max_cached_workflows=int(args.max_cached)
+        client, args.task_queue, pool, policies, max_cached_workflows=int(args.max_cached or 1000)
     )
     profilers: list[Any] = []
     wf_executor = None
@@ -716,7 +716,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI smoke size")
     parser.add_argument("--scale", type=int, default=None, help="scale phase tickets (full: 10000)")
-    parser.add_argument("--first-response", type=int, default=60)
+    parser.add_argument(
+        "--first-response", type=int, default=300, help="scale phase: seconds until breach"
+    )
     parser.add_argument("--profile", default=None, help="write a pyinstrument profile here")
     parser.add_argument("--json", default=None, help="also write raw results here")
     parser.add_argument(
@@ -730,8 +732,9 @@ def main() -> None:
     parser.add_argument("--policy-text", help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-cached",
-        default="1000",
-        help="the worker process's max_cached_workflows (ESCALATION_MAX_CACHED_WORKFLOWS)",
+        default=None,
+        help="the scale worker's max_cached_workflows (ESCALATION_MAX_CACHED_WORKFLOWS);"
+        " default: the open tickets plus 10%%, at least 1000",
     )
     args = parser.parse_args()
     if args.serve_worker:
@@ -747,9 +750,8 @@ def main() -> None:
     unknown = sorted(set(only) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s) {unknown}; known: {', '.join(PHASES)}")
-    res = asyncio.run(
-        run(size, scale, args.first_response, args.profile, only, int(args.max_cached))
-    )
+    cached = int(args.max_cached) if args.max_cached else max(1000, scale + scale // 10)
+    res = asyncio.run(run(size, scale, args.first_response, args.profile, only, cached))
     print(res.table())
     for note in res.notes:
         print(f"\n{note}")
