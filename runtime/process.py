@@ -13,6 +13,9 @@ def exit_now(code: int) -> NoReturn:
     winding down, and finalizing under them can abort an already finished process
     ("PyGILState_Release"), turning a clean exit into a crash."""
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader left (`| head`), or it is closed
+            pass
     os._exit(code)

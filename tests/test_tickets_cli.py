@@ -257,3 +257,17 @@ async def test_usage_and_invalid_input_exit_2(
     assert code == 2 and "invalid input: invalid ticket: ticket_id" in err
     code, _, err = await run(dev_rig, "priority", "T-nope-3", "p0", "--agent", "amy")
     assert code == 2 and "invalid choice: 'p0'" in err
+
+
+def test_output_into_a_closed_pipe_is_not_an_error() -> None:
+    """`tickets list | head -1`: the reader leaves early; the command must not traceback."""
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    token = cli._STDOUT.set(ClosedPipe())
+    try:
+        cli.out("ticket T-1: Refund not received")
+    finally:
+        cli._STDOUT.reset(token)

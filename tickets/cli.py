@@ -68,7 +68,10 @@ _STDERR: ContextVar[TextIO | None] = ContextVar("tickets_stderr", default=None)
 
 
 def out(text: str) -> None:
-    print(text, file=_STDOUT.get() or sys.stdout)
+    try:
+        print(text, file=_STDOUT.get() or sys.stdout)
+    except BrokenPipeError:
+        pass  # the reader closed the pipe (`tickets list | head`): the rest is not wanted
 
 
 def err(text: str) -> None:
