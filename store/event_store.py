@@ -102,7 +102,8 @@ async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> Append
     """Append one ticket's consecutive events in one transaction; idempotent under retries.
 
     Raises ValueError for a malformed batch, EventConflict if a seq is held by another event
-    (or an event_id is stored elsewhere), SeqGap if the batch starts beyond the next seq.
+    (or an event_id is stored elsewhere, or stored with other content), SeqGap if the batch
+    starts beyond the next seq.
 
     The work is the `append_ticket_events` function (migration 4), one round trip. It first
     takes one global, transaction-scoped advisory lock: an identity column hands out positions
@@ -130,6 +131,16 @@ async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> Append
     assert row is not None
     if row["outcome"] == "gap":
         raise SeqGap(ticket_id, row["at_seq"], events[0].seq)
+    if row["outcome"] == "changed":
+        seq, mine = row["at_seq"], row["existing_id"]
+        raise EventConflict(
+            ticket_id,
+            seq,
+            mine,
+            mine,
+            f"ticket {ticket_id} seq {seq}: event {mine} is already stored with other content"
+            " (type, payload or time); refusing to keep two versions of it",
+        )
     if row["outcome"] == "conflict":
         seq, existing = row["at_seq"], row["existing_id"]
         mine = events[seq - events[0].seq].event_id

@@ -176,16 +176,24 @@ MIGRATIONS: list[Migration] = [
                 FROM ticket_events WHERE ticket_id = p_ticket_id;
                 RETURN;
             END IF;
-            -- A seq held by another event, or one of our event ids stored elsewhere.
-            SELECT u.seq, t.event_id, t.ticket_id, t.seq AS stored_seq INTO clash
-            FROM unnest(p_seqs, p_ids) AS u(seq, event_id)
+            -- A seq held by another event, one of our event ids stored elsewhere, or one of our
+            -- events stored with other content (a retry must carry exactly what was stored).
+            SELECT u.seq, t.event_id, t.ticket_id, t.seq AS stored_seq,
+                   t.event_id = u.event_id AND t.ticket_id = p_ticket_id AND t.seq = u.seq
+                       AS changed
+            INTO clash
+            FROM unnest(p_seqs, p_ids, p_types, p_payloads, p_times)
+                AS u(seq, event_id, event_type, payload, occurred_at)
             JOIN ticket_events t
               ON (t.ticket_id = p_ticket_id AND t.seq = u.seq AND t.event_id <> u.event_id)
               OR (t.event_id = u.event_id AND (t.ticket_id <> p_ticket_id OR t.seq <> u.seq))
+              OR (t.event_id = u.event_id AND t.ticket_id = p_ticket_id AND t.seq = u.seq
+                  AND (t.event_type, t.payload, t.occurred_at)
+                      IS DISTINCT FROM (u.event_type, u.payload::jsonb, u.occurred_at))
             ORDER BY u.seq
             LIMIT 1;
             IF FOUND THEN
-                outcome := 'conflict';
+                outcome := CASE WHEN clash.changed THEN 'changed' ELSE 'conflict' END;
                 at_seq := clash.seq;
                 existing_id := clash.event_id;
                 other_ticket := clash.ticket_id;

@@ -252,6 +252,32 @@ async def test_store_event_id_reused_elsewhere_is_a_conflict(db_pool: asyncpg.Po
         await append_events(db_pool, [moved])
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"occurred_at": T0 + timedelta(seconds=10)},  # the same decision, taken later
+        {"event_type": "TicketClosed"},
+        {"payload": {"agent_id": "someone else"}},
+    ],
+)
+async def test_store_same_event_with_other_content_is_a_conflict(
+    db_pool: asyncpg.Pool, change: dict[str, Any]
+) -> None:
+    """A retry carries exactly what was stored; an event id that comes back different means
+    two versions of one decision, which must fail loudly rather than keep the first."""
+    tid = new_ticket()
+    events = make_events(tid, [1, 2])
+    await append_events(db_pool, events)
+    again = [events[0], events[1].model_copy(update=change)]
+
+    with pytest.raises(EventConflict, match="already stored with other content") as err:
+        await append_events(db_pool, again)
+    assert (err.value.ticket_id, err.value.seq) == (tid, 2)
+    assert await stored(db_pool, tid) == as_json(events)
+    # The identical retry is still recognised.
+    assert await append_events(db_pool, events) == AppendResult(inserted=0, already_present=2)
+
+
 async def test_store_gap_names_ticket_expected_and_got(db_pool: asyncpg.Pool) -> None:
     tid = new_ticket()
     await append_events(db_pool, make_events(tid, [1, 2]))
