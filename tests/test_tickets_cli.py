@@ -259,7 +259,7 @@ async def test_usage_and_invalid_input_exit_2(
     assert code == 2 and "invalid choice: 'p0'" in err
 
 
-def test_output_into_a_closed_pipe_is_not_an_error() -> None:
+async def test_output_into_a_closed_pipe_is_not_an_error() -> None:
     """`tickets list | head -1`: the reader leaves early; the command must not traceback."""
 
     class ClosedPipe(io.StringIO):
