@@ -25,7 +25,6 @@ import ipaddress
 import json
 import os
 import re
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from runtime.codec import CodecKeyError, EncryptionCodec
 from runtime.config import Settings
 from runtime.logs import configure_logging
+from runtime.process import stop_on_signals
 
 log = structlog.get_logger("codec_server")
 
@@ -375,12 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await serve(server, stop)
+        await serve(server, stop_on_signals())
 
     try:
         asyncio.run(_main())

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from reports.sla import Escalation, Report, Ticket, build_report
 from reports.timeline import compare, render_timeline, timeline
 from runtime.config import Settings
 from runtime.logs import configure_logging
+from runtime.process import stop_on_signals
 from runtime.temporal import connect
 from store import projections
 from store.connection import create_pool, resolve_database_url
@@ -159,11 +158,7 @@ async def _history(
 
 
 async def _project(pool: asyncpg.Pool, batch_size: int, err: TextIO) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     err.write("projecting ticket_events into tickets/escalations; Ctrl-C stops\n")
     await projections.run_projector(pool, stop, batch_size=batch_size)
     return 0

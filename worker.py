@@ -6,8 +6,6 @@ Configuration is the environment (CONTRACT.md, Configuration); see README.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from datetime import timedelta
 from typing import Any
@@ -28,7 +26,7 @@ from domain.policy import Policy, load_policies
 from runtime.config import Settings
 from runtime.logs import configure_logging
 from runtime.metrics import bind_address, prometheus_runtime
-from runtime.process import exit_now
+from runtime.process import exit_now, stop_on_signals
 from runtime.temporal import connect
 from store.connection import create_pool, resolve_database_url
 from store.projections import background_projector
@@ -137,12 +135,7 @@ def main() -> None:
         sys.exit(f"worker: {exc}")
 
     async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
+        await run(settings, stop_on_signals())
 
     try:
         asyncio.run(_main())
