@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from domain.events import DomainEvent
 from domain.state import fold
@@ -100,16 +100,18 @@ def _action(i: int) -> tuple[str, dict[str, Any]]:
             }
 
 
-async def _runs(client: Client, workflow_id: str, first_run_id: str) -> list[int]:
-    """History length of every run, following continue-as-new from the first."""
-    lengths = []
-    run_id: str | None = first_run_id
+async def run_histories(
+    client: Client, workflow_id: str, first_run_id: str | None
+) -> list[WorkflowHistory]:
+    """The history of every run of a workflow, following continue-as-new from the first."""
+    histories = []
+    run_id = first_run_id
     while run_id:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        lengths.append(len(history.events))
+        histories.append(history)
         last = history.events[-1]
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return lengths
+    return histories
 
 
 def _seq_problems(events: list[Any]) -> list[str]:
@@ -160,7 +162,8 @@ async def drive_long_ticket(
     # The query holds this run's events: the store's tail, exactly.
     tail = domain_events[len(domain_events) - len(queried) :] if queried else []
     result.history_query_matches_store = bool(queried) and queried == tail
-    result.run_history_events = await _runs(client, handle.id, first_run_id)
+    runs = await run_histories(client, handle.id, first_run_id)
+    result.run_history_events = [len(h.events) for h in runs]
     result.runs = len(result.run_history_events)
     await handle.execute_update("resolve", {"agent_id": "amy", "resolution": "done"})
     await handle.execute_update("close", {"agent_id": "amy"})

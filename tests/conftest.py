@@ -92,16 +92,23 @@ async def register_search_attributes(client: Client) -> None:
     )
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A fresh time-skipping server per test: its clock is global, and one test's timers or
-    in-flight activities would otherwise hold or move the next test's clock."""
+@contextlib.asynccontextmanager
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server with our search attributes registered."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_bin("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     async with env:
         await register_search_attributes(env.client)
+        yield env
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test: its clock is global, and one test's timers or
+    in-flight activities would otherwise hold or move the next test's clock."""
+    async with time_skipping_env() as env:
         yield env
 
 
@@ -220,6 +227,23 @@ async def dev_rig(dev_env: WorkflowEnvironment, db_pool: asyncpg.Pool) -> AsyncI
 
 
 # --- processes ----------------------------------------------------------------------------------
+
+
+def worker_process_env(
+    dev_env: WorkflowEnvironment, database_url: str, task_queue: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a `worker.py` process on the session's dev server: its own task
+    queue, JSON logs, no projector; `extra` adds or overrides variables."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
+        "ESCALATION_TASK_QUEUE": task_queue,
+        "DATABASE_URL": database_url,
+        "ESCALATION_PROJECTOR": "off",
+        "LOG_FORMAT": "json",
+        **extra,
+    }
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

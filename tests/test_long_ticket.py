@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from bench.long_ticket import drive_long_ticket
+from bench.long_ticket import drive_long_ticket, run_histories
 from domain.events import DomainEvent
 from domain.state import fold
 from domain.view import TicketView, view
@@ -28,18 +28,6 @@ async def stored_view(rig: TicketRig, ticket_id: str) -> TicketView:
     state = fold([e.to_domain() for e in await read_ticket(rig.pool, ticket_id)])
     assert state is not None
     return view(state)
-
-
-async def runs_of(rig: TicketRig, workflow_id: str) -> int:
-    """How many runs the ticket took, following continue-as-new from its first."""
-    runs = 0
-    run_id = rig.handles[-1].first_execution_run_id or rig.handles[-1].run_id
-    while run_id:
-        history = await rig.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        runs += 1
-        last = history.events[-1]
-        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return runs
 
 
 async def test_carried_state_round_trips_through_json(rig: TicketRig) -> None:
@@ -84,7 +72,8 @@ async def test_clocks_and_request_ids_survive_continue_as_new(
         await h.execute_update("await_customer", {"agent_id": "amy", "request_id": f"w-{i}"})
         await rig.sleep(timedelta(minutes=3))  # paused: the clocks stand still
         await h.execute_update("customer_replied", {"message": f"reply {i}"})
-    assert await runs_of(rig, h.id) >= 3
+    runs = await run_histories(rig.client, h.id, h.first_execution_run_id or h.run_id)
+    assert len(runs) >= 3
     again = await h.execute_update(
         "assign", {"agent_id": "bob", "request_id": "first"}, result_type=TicketView
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from domain.policy import BUILTIN_POLICIES
 from runtime import metrics
 from runtime.config import PROJECT_ROOT
 from store.event_store import append_events
-from tests.conftest import start_worker
+from tests.conftest import start_worker, worker_process_env
 from tests.test_metrics import free_port, scrape
 
 SECRET = "s3cret-for-tests"
@@ -568,19 +567,15 @@ L2 = ["hook"]
     )
     port = free_port()
     task_queue = f"tq-{uuid.uuid4()}"
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
-        "ESCALATION_TASK_QUEUE": task_queue,
-        "DATABASE_URL": pg_dsn,
-        "ESCALATION_PROJECTOR": "off",
-        "ESCALATION_CHANNELS_FILE": str(channels),
-        "TEST_WEBHOOK_SECRET": SECRET,
-        "METRICS_PORT": str(port),
-        "METRICS_HOST": "127.0.0.1",
-        "LOG_FORMAT": "json",
-    }
+    env = worker_process_env(
+        dev_env,
+        pg_dsn,
+        task_queue,
+        ESCALATION_CHANNELS_FILE=str(channels),
+        TEST_WEBHOOK_SECRET=SECRET,
+        METRICS_PORT=str(port),
+        METRICS_HOST="127.0.0.1",
+    )
     log_path = tmp_path / "worker.log"
     proc = start_worker(env, log_path)
     ticket_id = f"T-{uuid.uuid4().hex[:12]}"

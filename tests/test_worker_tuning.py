@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.policy import BUILTIN_POLICIES
 from runtime.config import PROJECT_ROOT, Settings
 from store.event_store import APPEND_LOCK_KEY
-from tests.conftest import start_worker
+from tests.conftest import start_worker, worker_process_env
 from worker import build_worker, tuning
 
 # --- Settings ------------------------------------------------------------------------------------
@@ -128,16 +128,7 @@ async def test_sigterm_lets_an_in_flight_activity_finish(
     """SIGTERM while append_events is blocked: the append completes, the process exits 0."""
     task_queue = f"tq-{uuid.uuid4()}"
     log_path = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
-        "ESCALATION_TASK_QUEUE": task_queue,
-        "DATABASE_URL": pg_dsn,
-        "ESCALATION_PROJECTOR": "off",
-        "ESCALATION_SHUTDOWN_GRACE": "20",
-        "LOG_FORMAT": "json",
-    }
+    env = worker_process_env(dev_env, pg_dsn, task_queue, ESCALATION_SHUTDOWN_GRACE="20")
     ticket_id = f"SIG-{uuid.uuid4().hex[:10]}"
     proc = start_worker(env, log_path)
     try:
