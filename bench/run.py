@@ -43,7 +43,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-import pydantic_core
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -367,17 +366,7 @@ async def event_store_phase(where: dict[str, str], size: Size, res: Results) -> 
 
         async def raw(batches: list[list[DomainEvent]]) -> None:
             for b in batches:
-                rows = [
-                    (
-                        e.ticket_id,
-                        e.seq,
-                        e.event_id,
-                        e.event_type,
-                        pydantic_core.to_json(e.payload).decode(),
-                        e.occurred_at,
-                    )
-                    for e in b
-                ]
+                rows = [projector.raw_row(e) for e in b]
                 async with pool.acquire() as conn:
                     await conn.executemany(RAW_INSERT, rows)
 
