@@ -92,8 +92,8 @@ class TicketWorkflow:
         self._reminders_sent = 0
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
-        self._sending = 0  # notify activities in flight
-        self._notifying: set[asyncio.Task[None]] = set()
+        self._sending = 0  # notify activities in flight (first release: awaited by the appender)
+        self._notifying: set[asyncio.Task[None]] = set()  # since 0.2: sent beside the appender
         self._v2 = False  # RELEASE_0_2 in effect (decided once, at the start of run)
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
@@ -268,6 +268,7 @@ class TicketWorkflow:
                     not self._outbox
                     and not self._notices
                     and not self._sending
+                    and not self._notifying
                     and workflow.all_handlers_finished()
                 )
             )
@@ -337,20 +338,13 @@ class TicketWorkflow:
                 # Sent alongside later appends: a notify stuck on a dead worker (until its
                 # timeout) must not hold up the ticket's next events.
                 for notice in notices:
-                    self._sending += 1
-                    task = asyncio.create_task(self._notify_then_count(notice))
-                    self._notifying.add(task)  # held until done: the loop keeps weak refs
+                    task = asyncio.create_task(self._notify(notice))
+                    self._notifying.add(task)  # drain waits on it; the loop holds weak refs
                     task.add_done_callback(self._notifying.discard)
                 continue
             self._sending = len(notices)
             await asyncio.gather(*(self._notify(n) for n in notices))
             self._sending = 0
-
-    async def _notify_then_count(self, notice: Notification) -> None:
-        try:
-            await self._notify(notice)
-        finally:
-            self._sending -= 1
 
     async def _notify(self, notice: Notification) -> None:
         try:
