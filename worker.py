@@ -26,11 +26,13 @@ from domain.policy import Policy, load_policies
 from runtime.config import Settings
 from runtime.logs import configure_logging
 from runtime.metrics import bind_address, prometheus_runtime
+from runtime.principal import PrincipalSettings
 from runtime.process import exit_now, stop_on_signals
 from runtime.temporal import connect
 from store.connection import create_pool, resolve_database_url
 from store.projections import background_projector
 from store.schema import migrate
+from workflows.principal import PrincipalInterceptor
 from workflows.ticket import TicketWorkflow
 
 log = structlog.get_logger("worker")
@@ -65,6 +67,8 @@ def build_worker(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
         ),
         activities=[store.append_events, store.notify, policy.resolve_policy, agents.authorize],
+        # Hands each Signal's and Update's signed principal to the authorization step.
+        interceptors=[PrincipalInterceptor()],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
@@ -85,7 +89,9 @@ def tuning(settings: Settings) -> dict[str, Any]:
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     policies = load_policies(settings.policy_file)  # a bad file stops the worker here
-    agents = AgentActivities(settings.agents_file)  # likewise a bad agent directory
+    principals = PrincipalSettings.from_env()  # ESCALATION_PRINCIPAL_KEYS / _REQUIRE_PRINCIPAL
+    # likewise a bad agent directory
+    agents = AgentActivities(settings.agents_file, principals.keys, principals.required)
     channels = load_channels(settings.channels_file)  # and bad notification channels
     channels.check_policies(policies)
     if settings.agents_file is None:
@@ -131,6 +137,7 @@ def main() -> None:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
+        PrincipalSettings.from_env()
     except ValueError as exc:
         sys.exit(f"worker: {exc}")
 

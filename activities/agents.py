@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import structlog
@@ -16,6 +17,7 @@ from domain.agents import (
     authorize,
     load_directory,
 )
+from domain.principal import PrincipalKeys, verify
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +26,14 @@ class AgentActivities:
     """Holds the directory; the workflow records each decision (a local activity marker), so a
     replay never consults the file again."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        principal_keys: PrincipalKeys | None = None,
+        require_principal: bool = False,
+    ) -> None:
+        self._principal_keys = principal_keys
+        self._require_principal = require_principal
         self._path = Path(path) if path else None
         self._stamp: tuple[int, int] | None = None
         self._directory: AgentDirectory | None = None
@@ -53,12 +62,33 @@ class AgentActivities:
 
     @activity.defn(name="authorize")
     async def authorize(self, request: AuthorizationRequest) -> Decision:
-        decision = authorize(self.directory(), request)
+        directory = self.directory()
+        decision = self._check_principal(request, directory is not None)
+        if decision is None:
+            decision = authorize(directory, request)
         if not decision.allowed:
             log.info(
                 "action refused",
                 ticket_id=request.ticket_id,
                 action=request.action,
                 agent_id=request.agent_id,
+                reason=decision.reason,
             )
         return decision
+
+    def _check_principal(self, request: AuthorizationRequest, directory: bool) -> Decision | None:
+        """A refusal when a principal is required and this call's is missing or invalid."""
+        if not self._require_principal:
+            return None
+        reason = verify(
+            self._principal_keys,
+            request.principal,
+            workflow_id=request.workflow_id or "",
+            action=request.action,
+            agent_id=request.agent_id,
+            digest=request.digest or "",
+            now=int(time.time()),
+        )
+        if reason is None:
+            return None
+        return Decision(allowed=False, reason=reason, directory=directory)

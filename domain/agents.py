@@ -18,6 +18,15 @@ from domain.errors import DomainError, describe_validation_error
 
 Role = Literal["agent", "lead", "manager"]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# What a token may do: every action by its name, and `open` (the right to open tickets).
+OPEN_RIGHT = "open"
+
+
+def _token_sha256(value: str | None) -> str | None:
+    if value is not None and not _SHA256_HEX.match(value):
+        raise ValueError("token_sha256 must be 64 lowercase hex digits (sha256sum of the token)")
+    return value
 
 
 class DirectoryError(DomainError):
@@ -31,6 +40,13 @@ class Agent(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     tiers: tuple[str, ...] = ()
     role: Role = "agent"
+    # The HTTP API's static token (its SHA-256, never the token) and what it may do; an
+    # agent without `may` may open tickets and take every action (the workflow still
+    # decides, by tier, whether this agent may act on a given ticket).
+    token_sha256: str | None = None
+    may: tuple[str, ...] | None = None
+
+    _token = field_validator("token_sha256")(_token_sha256)
 
     @field_validator("id")
     @classmethod
@@ -42,10 +58,24 @@ class Agent(BaseModel):
         return value
 
 
+class Service(BaseModel):
+    """A backend service calling the HTTP API: no tiers, only the rights listed in `may`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str | None = Field(None, min_length=1, max_length=200)
+    token_sha256: str | None = None
+    may: tuple[str, ...]
+
+    _token = field_validator("token_sha256")(_token_sha256)
+
+
 class AgentDirectory(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     agents: dict[str, Agent]
+    services: dict[str, Service] = {}
 
 
 class AuthorizationRequest(BaseModel):
@@ -55,6 +85,10 @@ class AuthorizationRequest(BaseModel):
     assignee: str | None = None
     tier: str
     tiers: tuple[str, ...]  # the ticket's policy ladder, lowest first
+    # The call itself, for the signed principal (domain/principal.py); None from old callers.
+    workflow_id: str | None = None
+    principal: str | None = None  # the `escalation-principal` header as it came
+    digest: str | None = None  # principal.payload_digest of the action's payload
 
 
 class Decision(BaseModel):
@@ -63,17 +97,21 @@ class Decision(BaseModel):
     directory: bool  # False: no directory configured, the system runs open
 
 
-def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
+def parse_directory(
+    text: str, source: str = "<agents>", rights: frozenset[str] | None = None
+) -> AgentDirectory:
+    """`rights`: the names `may` lists may use (the actions and `open`); None: not checked."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DirectoryError(f"{source}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"agents"})
+    unknown = sorted(set(data) - {"agents", "services"})
     if unknown:
         raise DirectoryError(f"{source}: unknown top-level key(s): {', '.join(unknown)}")
     tables = data.get("agents")
     if not isinstance(tables, dict) or not tables:
         raise DirectoryError(f"{source}: no [agents.<id>] table found")
+    services = _parse_services(data.get("services", {}), source, rights)
     agents: dict[str, Agent] = {}
     for agent_id, table in tables.items():
         where = f"agents.{agent_id}"
@@ -89,8 +127,49 @@ def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
             raise DirectoryError(
                 f"{source}: {where}.tiers: role {agent.role} needs at least one tier"
             )
+        _check_rights(agent.may, f"{source}: {where}.may", rights)
         agents[agent_id] = agent
-    return AgentDirectory(agents=agents)
+    digests = [a.token_sha256 for a in agents.values() if a.token_sha256]
+    digests += [s.token_sha256 for s in services.values() if s.token_sha256]
+    if len(digests) != len(set(digests)):
+        raise DirectoryError(f"{source}: two tables have the same token_sha256")
+    return AgentDirectory(agents=agents, services=services)
+
+
+def _parse_services(
+    tables: object, source: str, rights: frozenset[str] | None
+) -> dict[str, Service]:
+    if not isinstance(tables, dict):
+        raise DirectoryError(f"{source}: services must be tables [services.<id>]")
+    services: dict[str, Service] = {}
+    for service_id, table in tables.items():
+        where = f"services.{service_id}"
+        if not isinstance(table, dict):
+            raise DirectoryError(f"{source}: {where} must be a table")
+        if "id" in table:
+            raise DirectoryError(f"{source}: {where}.id: unknown field (the table key is the id)")
+        if not _AGENT_ID.match(service_id):
+            raise DirectoryError(
+                f"{source}: {where}: the id must be letters, digits, '.', '_', '@', '-'"
+            )
+        try:
+            service = Service.model_validate({**table, "id": service_id})
+        except ValidationError as exc:
+            raise DirectoryError(f"{source}: {describe_validation_error(exc, where)}") from exc
+        _check_rights(service.may, f"{source}: {where}.may", rights)
+        services[service_id] = service
+    return services
+
+
+def _check_rights(may: tuple[str, ...] | None, where: str, rights: frozenset[str] | None) -> None:
+    if may is None or rights is None:
+        return
+    unknown = [r for r in may if r not in rights]
+    if unknown:
+        raise DirectoryError(
+            f"{where}: unknown right(s) {', '.join(map(repr, unknown))};"
+            f" known: {', '.join(sorted(rights))}"
+        )
 
 
 def load_directory(path: str | Path) -> AgentDirectory:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -83,6 +84,31 @@ def _reason(exc: BaseException) -> str:
 
 def ticket_id_of(workflow_id: str) -> str:
     return workflow_id.removeprefix("ticket-")
+
+
+def _ticket_query(query: str) -> str:
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    if query.strip():
+        clauses.append(f"({query})")
+    return " AND ".join(clauses)
+
+
+def summary_of(wf: WorkflowExecution) -> TicketSummary:
+    attrs = wf.typed_search_attributes
+    return TicketSummary(
+        ticket_id=ticket_id_of(wf.id),
+        workflow_id=wf.id,
+        execution_status=wf.status.name.lower() if wf.status else "unknown",
+        status=attrs.get(sa.TICKET_STATUS),
+        priority=attrs.get(sa.TICKET_PRIORITY),
+        tier=attrs.get(sa.TICKET_TIER),
+        assignee=attrs.get(sa.TICKET_ASSIGNEE),
+        customer_id=attrs.get(sa.TICKET_CUSTOMER),
+        sla_breached=attrs.get(sa.SLA_BREACHED),
+        sla_due=attrs.get(sa.TICKET_SLA_DUE),
+        started_at=wf.start_time,
+        closed_at=wf.close_time,
+    )
 
 
 class TicketClient:
@@ -315,35 +341,28 @@ class TicketClient:
     async def list(self, query: str = "", limit: int | None = 100) -> builtins.list[TicketSummary]:
         """Tickets matching a visibility query over the search attributes (CONTRACT.md), e.g.
         `TicketTier='L2' AND TicketStatus='open'`. Only TicketWorkflow runs are returned."""
-        clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
-        if query.strip():
-            clauses.append(f"({query})")
-        full = " AND ".join(clauses)
-        rows: builtins.list[TicketSummary] = []
+        full = _ticket_query(query)
         try:
-            async for wf in self.client.list_workflows(full, limit=limit):
-                attrs = wf.typed_search_attributes
-                rows.append(
-                    TicketSummary(
-                        ticket_id=ticket_id_of(wf.id),
-                        workflow_id=wf.id,
-                        execution_status=wf.status.name.lower() if wf.status else "unknown",
-                        status=attrs.get(sa.TICKET_STATUS),
-                        priority=attrs.get(sa.TICKET_PRIORITY),
-                        tier=attrs.get(sa.TICKET_TIER),
-                        assignee=attrs.get(sa.TICKET_ASSIGNEE),
-                        customer_id=attrs.get(sa.TICKET_CUSTOMER),
-                        sla_breached=attrs.get(sa.SLA_BREACHED),
-                        sla_due=attrs.get(sa.TICKET_SLA_DUE),
-                        started_at=wf.start_time,
-                        closed_at=wf.close_time,
-                    )
-                )
+            return [summary_of(wf) async for wf in self.client.list_workflows(full, limit=limit)]
         except RPCError as exc:
-            if exc.status == RPCStatusCode.INVALID_ARGUMENT:
-                raise InvalidInput(f"invalid list query {full!r}: {exc.message}") from exc
-            raise self._rpc_error(None, exc) from exc
-        return rows
+            raise self._list_error(full, exc) from exc
+
+    async def page(
+        self, query: str = "", size: int = 50, token: bytes | None = None
+    ) -> tuple[builtins.list[TicketSummary], bytes | None]:
+        """One page of `list`, and the token of the next page (None: this was the last)."""
+        full = _ticket_query(query)
+        pages = self.client.list_workflows(full, page_size=size, next_page_token=token)
+        try:
+            await pages.fetch_next_page()
+        except RPCError as exc:
+            raise self._list_error(full, exc) from exc
+        return [summary_of(wf) for wf in pages.current_page or []], pages.next_page_token or None
+
+    def _list_error(self, full: str, exc: RPCError) -> TicketError:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            return InvalidInput(f"invalid list query {full!r}: {exc.message}")
+        return self._rpc_error(None, exc)
 
     # --- errors -------------------------------------------------------------------------------
 

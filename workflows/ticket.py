@@ -42,10 +42,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
     from domain.policy import Policy
+    from domain.principal import payload_digest
     from domain.state import TicketState, deadlines, evolve, fold, renotify_due
     from domain.view import TicketView, view
     from workflows import search_attributes as sa
     from workflows.carried import Carried
+    from workflows.principal import current_principal
 
 WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
@@ -410,7 +412,9 @@ class TicketWorkflow:
         return self._state
 
     async def _authorize(self, name: str, action: Action) -> Decision:
-        """Ask the agent directory; the answer is recorded in history, so replay is exact."""
+        """Ask the agent directory, and check the signed principal the caller's header
+        carried (workflows/principal.py); the answer is recorded in history, so replay is
+        exact and never needs a key."""
         agent_id = getattr(action, "agent_id", None)
         if agent_id is None:  # the customer's own actions (customer_replied, reopen by them)
             return Decision(allowed=True, directory=False)
@@ -422,6 +426,9 @@ class TicketWorkflow:
             assignee=action.assignee if isinstance(action, Assign) else None,
             tier=self._state.tier,
             tiers=self._state.policy.tiers,
+            workflow_id=workflow.info().workflow_id,
+            principal=current_principal(),
+            digest=payload_digest(action.model_dump(mode="json", exclude_none=True)),
         )
         return await workflow.execute_local_activity(
             "authorize",
