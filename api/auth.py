@@ -54,8 +54,9 @@ def token_digest(token: str) -> str:
 class Directory:
     """The agent directory file, re-read when its mtime or size changes (checked each second)."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, recheck_seconds: float = 1.0) -> None:
         self._path = Path(path) if path else None
+        self._recheck = recheck_seconds
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
         self._directory: AgentDirectory | None = None
@@ -100,7 +101,7 @@ class Directory:
         if self._path is None:
             return None
         now = time.monotonic()
-        if now - self._checked >= 1.0:
+        if now - self._checked >= self._recheck:
             self._checked = now
             try:
                 self._reload()
