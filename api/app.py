@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Caller
-from api.limits import EdgeLimits, Limits
+from api.limits import ASGIApp, EdgeLimits, Limits, Message, Receive, Scope, Send
 from api.operations import Api, ListFilters, TicketPage
 from api.problems import PROBLEM_RESPONSES, Problem, field_errors, invalid, problem_response
 from domain.commands import ACTIONS, OpenTicket
@@ -97,13 +97,6 @@ def create_app(api: Api, limits: Limits | None = None) -> Any:
         if exc.status_code == 404:
             detail = f"no such path {request.url.path!r}"
         return problem_response(exc.status_code, detail, headers=exc.headers)
-
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
 
     @app.post(
         "/v1/tickets",
@@ -229,7 +222,26 @@ def create_app(api: Api, limits: Limits | None = None) -> Any:
     from api.console import install_console
 
     install_console(app)
-    return EdgeLimits(app, limits or Limits())
+    return _with_security_headers(EdgeLimits(app, limits or Limits()))
+
+
+def _with_security_headers(app: ASGIApp) -> ASGIApp:
+    """Every answer, errors from the edge limits too, carries the CSP and its companions."""
+    extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k, v) for k, v in extra if k not in present),
+                ]
+            await send(message)
+
+        await app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+    return wrapped
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

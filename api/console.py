@@ -54,19 +54,17 @@ ACTION_TITLES = {
 
 
 def visible(value: Any) -> str:
-    """Text with control and bidi-override characters shown as their code (`\\x1b` -> `␛`),
-    never interpreted. Newlines and tabs stay (the page wraps them)."""
+    """Text with control and bidi-override characters shown as their escape (`\\x1b`,
+    `<U+202E>`), never interpreted. Newlines and tabs stay (the page wraps them)."""
     text = "" if value is None else str(value)
     out = []
     for ch in text:
         code = ord(ch)
         if ch in "\n\t":
             out.append(ch)
-        elif code < 0x20:
-            out.append(chr(0x2400 + code))  # the Control Pictures block: ␀..␟
-        elif code == 0x7F:
-            out.append("␡")
-        elif unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d":
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif unicodedata.category(ch) == "Cf" and ch != "\u200d":
             out.append(f"<U+{code:04X}>")
         else:
             out.append(ch)
