@@ -3,9 +3,11 @@ the API app on the session's dev server (httpx over ASGI, in the test's own even
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import uvicorn
 from temporalio.client import Client
 
 from activities.agents import AgentActivities
@@ -151,3 +154,29 @@ async def api_rig(
         async with asgi_client(create_app(api, limits)) as http:
             yield ApiRig(rig, http, api, keys, pager, path)
         await rig.finish()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(web: ApiRig) -> AsyncIterator[str]:
+    """The rig's API served by uvicorn on a free port of 127.0.0.1; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(web.api), host="127.0.0.1", port=port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(1000):  # uvicorn has no started event: poll, bounded
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -8,18 +8,15 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from api.app import create_app
 from runtime.config import PROJECT_ROOT
-from tests.api_support import TOKENS, ApiRig, api_rig
+from tests.api_support import TOKENS, ApiRig, api_rig, serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,30 +35,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def served(dev_env: Any, db_pool: Any, tmp_path: Path) -> AsyncIterator[tuple[ApiRig, str]]:
-    async with api_rig(dev_env, db_pool, tmp_path, require=True) as web:
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(web.api), host="127.0.0.1", port=port, log_config=None, access_log=False
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        for _ in range(1000):  # uvicorn has no started event: poll, bounded
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        try:
-            yield web, f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
+    async with api_rig(dev_env, db_pool, tmp_path, require=True) as web, serving(web) as url:
+        yield web, url
 
 
 async def test_an_agent_works_a_ticket_in_the_browser(served: tuple[ApiRig, str]) -> None:

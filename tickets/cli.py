@@ -28,6 +28,7 @@ from domain.view import TicketView
 from reports.timeline import render_timeline, timeline
 from runtime.config import Settings
 from runtime.process import exit_now
+from tickets.api_client import ApiTicketClient
 from tickets.client import TicketClient, TicketSummary
 from tickets.errors import InvalidInput, TicketError
 
@@ -59,6 +60,10 @@ exit codes: 0 ok, 1 rejected (the reason is printed), 2 usage or invalid input,
             3 ticket not found, 4 cannot connect to Temporal
 environment: TICKETS_AGENT, TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
              ESCALATION_TASK_QUEUE (escalation); `tickets COMMAND --help` for each command
+
+through the HTTP API instead of Temporal (agents without Temporal credentials):
+  export TICKETS_API_URL=http://127.0.0.1:8000 TICKETS_TOKEN=<your token>
+  tickets claim T-1001                    # you are the token's agent; no --agent needed
 """
 
 
@@ -254,6 +259,13 @@ def _common() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--namespace", default=sup, help="Temporal namespace (default: env TEMPORAL_NAMESPACE)"
+    )
+    common.add_argument(
+        "--api",
+        default=sup,
+        metavar="URL",
+        help="talk to the HTTP API at URL with the token in env TICKETS_TOKEN, not to"
+        " Temporal (default: env TICKETS_API_URL)",
     )
     return common
 
@@ -463,9 +475,13 @@ ACTION_VERBS = {
 NEEDS_AGENT = set(ACTION_VERBS) - {"customer-replied", "reopen"}
 
 
-async def _act(tc: TicketClient, args: argparse.Namespace, agent: str | None) -> TicketView:
+AnyClient = TicketClient | ApiTicketClient
+
+
+async def _act(tc: AnyClient, args: argparse.Namespace, agent: str | None) -> TicketView:
     t, rid, cmd = args.ticket_id, args.request_id, args.command
-    if cmd in NEEDS_AGENT and not agent:
+    # Through the API the agent is the token's (the API fills it in and refuses another).
+    if cmd in NEEDS_AGENT and not agent and not isinstance(tc, ApiTicketClient):
         raise UsageError(f"{cmd} needs your agent id: --agent ID or env TICKETS_AGENT")
     match cmd:
         case "claim":
@@ -495,7 +511,36 @@ async def _act(tc: TicketClient, args: argparse.Namespace, agent: str | None) ->
     raise UsageError(f"unknown command {cmd!r}")
 
 
-async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as_json: bool) -> int:
+def api_filters(args: argparse.Namespace, agent: str | None, now: datetime) -> dict[str, str]:
+    """`list`'s filters as the API's query parameters (it has no free-form query)."""
+    unsupported = [f"--{n}" for n in ("priority", "customer", "query") if getattr(args, n)]
+    if args.all:
+        unsupported.append("--all")
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)}: not available through --api")
+    filters: dict[str, str] = {}
+    if args.mine:
+        if not agent:
+            raise UsageError("--mine needs your agent id: --agent ID or env TICKETS_AGENT")
+        filters["assignee"] = agent
+    if args.assignee:
+        filters["assignee"] = args.assignee
+    if args.tier:
+        filters["tier"] = args.tier
+    if args.status:
+        filters["status"] = args.status
+    if args.breached:
+        filters["breached"] = "true"
+    if args.breaching_within:
+        try:
+            within = parse_duration(args.breaching_within)
+        except ValueError as exc:
+            raise UsageError(f"--breaching-within: {exc}") from None
+        filters["due_before"] = (now + within).astimezone(UTC).isoformat()
+    return filters
+
+
+async def _run(tc: AnyClient, args: argparse.Namespace, agent: str | None, as_json: bool) -> int:
     cmd = args.command
     if cmd == "open":
         fields = {
@@ -521,7 +566,10 @@ async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as
         out(to_json(events) if as_json else render_history(args.ticket_id, events))
     elif cmd == "list":
         now = _now()
-        rows = await tc.list(list_query(args, agent, now), limit=args.limit)
+        if isinstance(tc, ApiTicketClient):
+            rows = await tc.list_filtered(api_filters(args, agent, now), args.limit)
+        else:
+            rows = await tc.list(list_query(args, agent, now), limit=args.limit)
         out(to_json(rows) if as_json else render_list(rows, now))
     else:
         v = await _act(tc, args, agent)
@@ -556,9 +604,16 @@ async def _main(argv: Sequence[str] | None, client: TicketClient | Client | None
         return exc.status
     agent = getattr(args, "agent", None) or os.environ.get("TICKETS_AGENT") or None
     as_json = bool(getattr(args, "json", False))
+    api_url = getattr(args, "api", None) or os.environ.get("TICKETS_API_URL") or None
     try:
+        tc: AnyClient
         if isinstance(client, TicketClient):
             tc = client
+        elif api_url and client is None:
+            token = os.environ.get("TICKETS_TOKEN", "").strip()
+            if not token:
+                raise UsageError("--api needs your token in env TICKETS_TOKEN")
+            tc = ApiTicketClient(api_url, token)
         else:
             try:
                 settings = Settings.from_env()
