@@ -12,7 +12,9 @@ or it listens on 127.0.0.1 only.
 Environment: ESCALATION_CODEC_KEYS / _KEY_ID (runtime/codec.py), ESCALATION_CODEC_AUTH_TOKENS
 (comma-separated), ESCALATION_CODEC_CORS_ORIGINS (comma-separated origins of the UI; default
 http://localhost:8233 and http://127.0.0.1:8233), ESCALATION_CODEC_HOST, ESCALATION_CODEC_PORT.
-Stdlib asyncio only: the protocol is two POST routes, not worth a web framework dependency.
+Served by uvicorn as a FastAPI app (the HTTP API's stack) with bounds: open connections
+(ESCALATION_CODEC_MAX_CONNECTIONS, 100), idle and header time (5 s), body time (30 s), body
+size (32 MiB, judged before reading), authorization before the body, JSON depth (400).
 """
 
 from __future__ import annotations
@@ -33,11 +35,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+import uvicorn
+from fastapi import FastAPI, Request
 from google.protobuf import json_format
+from starlette.responses import Response as StarletteResponse
 from temporalio.api.common.v1 import Payload, Payloads
 
+from api.limits import json_depth
 from runtime.codec import CodecKeyError, EncryptionCodec
 from runtime.config import Settings
+from runtime.http_server import bounded_h11
 from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 
@@ -52,17 +59,10 @@ DEFAULT_PORT = 8081
 DEFAULT_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 ALLOWED_HEADERS = "content-type,x-namespace,authorization"
 MAX_BODY = 32 * 1024 * 1024  # a page of history: many payloads of up to 2 MB each
-MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+MAX_DEPTH = 32  # a codec body nests 4 levels; deeper is not one
+MAX_CONNECTIONS_ENV = "ESCALATION_CODEC_MAX_CONNECTIONS"
 ROUTE = re.compile(r"^(?:/[^/]+)?/(encode|decode)/?$")
-
-
-class RequestError(Exception):
-    """Answer with this status and message (and close the connection if `close`)."""
-
-    def __init__(self, status: HTTPStatus, message: str, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     origins: tuple[str, ...] = DEFAULT_ORIGINS
     tokens: tuple[str, ...] = field(default=(), repr=False)
+    max_connections: int = 100
+    idle_timeout: float = 5.0  # seconds a connection may sit outside a request
+    body_timeout: float = 30.0  # seconds a request's body may take to arrive
 
     @classmethod
     def from_env(
@@ -94,12 +97,21 @@ class ServerConfig:
             if not raw.isdigit() or not 0 <= int(raw) < 65536:
                 raise ValueError(f"{PORT_ENV}={raw!r} is not a TCP port")
             port = int(raw)
+        raw_max = (e.get(MAX_CONNECTIONS_ENV) or "100").strip()
+        if not raw_max.isdigit() or int(raw_max) < 1:
+            raise ValueError(f"{MAX_CONNECTIONS_ENV}={raw_max!r} is not a positive number")
         if not tokens and not _is_loopback(host):
             raise ValueError(
                 f"refusing to listen on {host} without {TOKENS_ENV}: anyone who reaches the "
                 "codec server can decrypt ticket text; set tokens or listen on 127.0.0.1"
             )
-        return cls(host=host, port=port, origins=origins or DEFAULT_ORIGINS, tokens=tokens)
+        return cls(
+            host=host,
+            port=port,
+            origins=origins or DEFAULT_ORIGINS,
+            tokens=tokens,
+            max_connections=int(raw_max),
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -119,32 +131,53 @@ class Response:
 
 
 class CodecServer:
-    """The HTTP side of EncryptionCodec; `start()` listens, `handle()` answers one request."""
+    """The HTTP side of EncryptionCodec, a FastAPI app on uvicorn; `start()` listens on the
+    configured port (0: one the OS picks), `handle()` answers one request."""
 
     def __init__(self, codec: EncryptionCodec, config: ServerConfig) -> None:
         self.codec = codec
         self.config = config
-        self._server: asyncio.Server | None = None
+        self.app = self._app()
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
         """The bound port (the configured one, or the one the OS picked for port 0)."""
-        assert self._server is not None, "not started"
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._server is not None and self._server.servers, "not started"
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
         return f"http://{self.config.host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve_connection, self.config.host, self.config.port
+        config = uvicorn.Config(
+            self.app,
+            host=self.config.host,
+            port=self.config.port,
+            http=bounded_h11(self.config.max_connections, self.config.idle_timeout),
+            timeout_keep_alive=int(max(1, self.config.idle_timeout)),
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="off",
         )
+        self._server = uvicorn.Server(config)
+        # Signals stay the caller's (stop_on_signals() in main, the test runner's own).
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # the bind failed: raise its OSError
+                raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+            await asyncio.sleep(0.005)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
 
     async def __aenter__(self) -> CodecServer:
         await self.start()
@@ -153,93 +186,27 @@ class CodecServer:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    # --- HTTP/1.1, as much as the UI and CLI need ------------------------------------------------
+    # --- HTTP: uvicorn parses, the edge below bounds, handle() answers -----------------------
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            keep_alive = True
-            while keep_alive:
-                try:
-                    request = await self._read_request(reader)
-                except RequestError as exc:
-                    await self._write(writer, _error(exc.status, str(exc)), {}, keep_alive=False)
-                    return
-                if request is None:
-                    return  # the client closed the connection
-                method, target, headers, body, keep_alive = request
-                response = self.handle(method, target, headers, body)
-                await self._write(writer, response, headers, keep_alive)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+    def _app(self) -> Any:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
-    async def _read_request(
-        self, reader: asyncio.StreamReader
-    ) -> tuple[str, str, dict[str, str], bytes, bool] | None:
-        try:
-            line = await reader.readline()
-            if not line:
-                return None
-            parts = line.decode("latin-1").split()
-            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                raise RequestError(HTTPStatus.BAD_REQUEST, "malformed request line", close=True)
-            method, target, version = parts
-            headers: dict[str, str] = {}
-            while True:
-                raw = await reader.readline()
-                if raw in (b"\r\n", b"\n", b""):
-                    break
-                name, sep, value = raw.decode("latin-1").partition(":")
-                if not sep or len(headers) >= MAX_HEADERS:
-                    raise RequestError(HTTPStatus.BAD_REQUEST, "malformed header", close=True)
-                headers[name.strip().lower()] = value.strip()
-        except (ValueError, asyncio.LimitOverrunError):
-            raise RequestError(
-                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "header too long", close=True
-            ) from None
-        if "transfer-encoding" in headers:
-            raise RequestError(
-                HTTPStatus.NOT_IMPLEMENTED, "chunked bodies are not supported", close=True
+        @app.api_route(
+            "/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        )
+        async def codec(request: Request) -> StarletteResponse:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            body = await request.body()
+            target = request.url.path
+            answer = self.handle(request.method, target, headers, body)
+            cors = self._cors(headers.get("origin"))
+            if answer.body:
+                answer.headers.setdefault("Content-Type", "application/json")
+            return StarletteResponse(
+                answer.body, status_code=answer.status.value, headers={**cors, **answer.headers}
             )
-        length_text = headers.get("content-length", "0")
-        if not length_text.isdigit():
-            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length", close=True)
-        length = int(length_text)
-        if length > MAX_BODY:
-            raise RequestError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body over {MAX_BODY} bytes; send fewer payloads at a time",
-                close=True,
-            )
-        body = await reader.readexactly(length) if length else b""
-        connection = headers.get("connection", "").lower()
-        keep_alive = connection != "close" and (version != "HTTP/1.0" or connection == "keep-alive")
-        return method.upper(), target, headers, body, keep_alive
 
-    async def _write(
-        self,
-        writer: asyncio.StreamWriter,
-        response: Response,
-        request_headers: Mapping[str, str],
-        keep_alive: bool,
-    ) -> None:
-        headers = {
-            **self._cors(request_headers.get("origin")),
-            **response.headers,
-            "Content-Length": str(len(response.body)),
-            "Connection": "keep-alive" if keep_alive else "close",
-        }
-        if response.body:
-            headers.setdefault("Content-Type", "application/json")
-        head = f"HTTP/1.1 {response.status.value} {response.status.phrase}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        writer.write(head.encode("latin-1") + response.body)
-        await writer.drain()
+        return _Edge(app, self)
 
     def _cors(self, origin: str | None) -> dict[str, str]:
         """Only a configured origin may read answers; credentials, so the UI may send a token."""
@@ -314,10 +281,95 @@ class CodecServer:
         return None
 
 
+class _Edge:
+    """ASGI middleware in front of the route: a POST to /encode or /decode is authorized
+    from its headers before a byte of its body is read, its size is judged by Content-Length
+    (and counted while read), the body must arrive within `body_timeout`, and JSON nested
+    deeper than MAX_DEPTH is a 400, never a parser's RecursionError."""
+
+    def __init__(self, app: Any, server: CodecServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not ROUTE.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cors = self.server._cors(headers.get("origin"))
+        denied = self.server._check_token(headers.get("authorization"))
+        if denied is not None:
+            await _send(send, denied, cors)
+            return
+        length = headers.get("content-length")
+        if length is not None and not length.isdigit():
+            await _send(send, _error(HTTPStatus.BAD_REQUEST, "bad Content-Length"), cors)
+            return
+        too_large = _error(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"body over {MAX_BODY} bytes; send fewer payloads at a time",
+        )
+        if length is not None and int(length) > MAX_BODY:
+            await _send(send, too_large, cors)
+            return
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.server.config.body_timeout):
+                more = True
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body += message.get("body", b"")
+                    if len(body) > MAX_BODY:
+                        await _send(send, too_large, cors)
+                        return
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            slow = _error(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"the body did not arrive within {self.server.config.body_timeout:g}s",
+            )
+            await _send(send, slow, cors)
+            return
+        depth = json_depth(bytes(body))
+        if depth > MAX_DEPTH:
+            deep = _error(
+                HTTPStatus.BAD_REQUEST, f"body is not JSON a codec takes: nests {depth} levels"
+            )
+            await _send(send, deep, cors)
+            return
+        delivered = False
+
+        async def replay() -> Any:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _send(send: Any, response: Response, cors: Mapping[str, str]) -> None:
+    headers = {**cors, **response.headers, "Content-Type": "application/json"}
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status.value,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            + [(b"content-length", str(len(response.body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
 def _parse_payloads(body: bytes) -> list[Payload]:
     """`{"payloads": [...]}` in proto JSON; ValueError saying what is wrong."""
     try:
         data: Any = json.loads(body)
+    except RecursionError:
+        raise ValueError("body is not JSON a codec takes: nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("payloads"), list):
