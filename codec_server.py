@@ -166,7 +166,7 @@ class CodecServer:
         )
         self._server = uvicorn.Server(config)
         # Signals stay the caller's (stop_on_signals() in main, the test runner's own).
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():

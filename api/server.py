@@ -30,6 +30,7 @@ from api.principal_client import signing_client
 from domain.agents import DirectoryError
 from domain.principal import PrincipalKeyError
 from runtime.config import Settings
+from runtime.http_server import bounded_h11
 from runtime.logs import configure_logging
 from runtime.principal import PrincipalSettings
 from runtime.temporal import connect_options, data_converter
@@ -40,6 +41,7 @@ log = structlog.get_logger("api")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+IDLE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,11 @@ async def serve(settings: Settings, api_settings: ApiSettings) -> None:
         app,
         host=api_settings.host,
         port=api_settings.port,
-        # uvicorn's own bounds: connections (503 beyond), idle keep-alive, header size.
+        # Connections bounded and idle ones closed (runtime/http_server.py); in-flight requests
+        # beyond uvicorn's limit get 503; header size bounded.
+        http=bounded_h11(api_settings.limits.max_concurrent * 4, IDLE_TIMEOUT_SECONDS),
         limit_concurrency=api_settings.limits.max_concurrent * 2,
-        timeout_keep_alive=5,
+        timeout_keep_alive=int(IDLE_TIMEOUT_SECONDS),
         h11_max_incomplete_event_size=16 * 1024,
         proxy_headers=True,
         forwarded_allow_ips=api_settings.forwarded_ips,

@@ -49,6 +49,8 @@ from workflows.search_attributes import CLI_TYPES
 LOCALHOST = "127.0.0.1"
 DEFAULT_TEMPORAL_PORT = 7233
 DEFAULT_CODEC_PORT = 8081
+DEFAULT_API_PORT = 8000
+DEMO_AGENT = "demo"
 NAMESPACE = "default"
 WORKER_READY_MARKER = "worker started"
 
@@ -57,6 +59,9 @@ TEMPORAL_LOG = DATA_DIR / "temporal.log"
 WORKER_LOG = DATA_DIR / "worker.log"
 DEMO_LOG = DATA_DIR / "demo.log"
 CODEC_LOG = DATA_DIR / "codec.log"
+API_LOG = DATA_DIR / "api.log"
+API_AGENTS = DATA_DIR / "api-agents.toml"  # the demo agent's token, when no directory is set
+API_SECRETS = DATA_DIR / "api-secrets.json"  # the demo token and principal key, kept
 
 # Variables that point a client at Temporal Cloud or at mTLS; the local dev server has neither,
 # so a developer who has them exported must not send them to the worker of the dev stack.
@@ -141,6 +146,47 @@ def codec_env(ui_port: int, base: Mapping[str, str] | None = None) -> dict[str, 
         "ESCALATION_CODEC_CORS_ORIGINS", f"http://localhost:{ui_port},http://{LOCALHOST}:{ui_port}"
     )
     env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def api_secrets(path: Path = API_SECRETS) -> dict[str, str]:
+    """The dev stack's demo token and principal key: made once, kept between runs."""
+    import base64
+    import json
+    import secrets
+
+    try:
+        found: dict[str, str] = json.loads(path.read_text())
+        if {"token", "principal_keys"} <= set(found):
+            return found
+    except (OSError, ValueError):
+        pass
+    made = {
+        "token": secrets.token_urlsafe(24),
+        "principal_keys": f"dev1:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
+
+
+def api_env(worker: Mapping[str, str], port: int, token: str) -> dict[str, str]:
+    """The API's environment: the worker's, on 127.0.0.1:port; without an agent directory of
+    the caller's, one with the demo agent (a manager) whose token is `token` (for the API
+    only: the worker keeps running open, so the demo starter's agents may act)."""
+    import hashlib
+
+    env = dict(worker)
+    env["ESCALATION_API_HOST"] = LOCALHOST
+    env["ESCALATION_API_PORT"] = str(port)
+    if not env.get("ESCALATION_AGENTS_FILE"):
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        API_AGENTS.write_text(
+            f'[agents.{DEMO_AGENT}]\nname = "Demo agent"\nrole = "manager"\n'
+            f'token_sha256 = "{digest}"\n'
+        )
+        env["ESCALATION_AGENTS_FILE"] = str(API_AGENTS)
     return env
 
 
@@ -564,6 +610,7 @@ class Options:
     demo: bool = True
     worker_ready_timeout: float = 60.0
     codec_port: int = DEFAULT_CODEC_PORT  # used only with ESCALATION_CODEC_KEYS set
+    api_port: int = DEFAULT_API_PORT
 
 
 def banner(
@@ -576,17 +623,31 @@ def banner(
     temporal_bin: Path,
     psql_bin: Path,
     codec_endpoint: str | None = None,
+    api_url: str | None = None,
+    demo_token: str | None = None,
 ) -> str:
     """What the person at the terminal needs once the stack is up."""
     address = f"{LOCALHOST}:{temporal_port}"
     temporal = display_path(temporal_bin)
-    log_paths = (TEMPORAL_LOG, WORKER_LOG, pg_log, *((CODEC_LOG,) if codec_endpoint else ()))
+    log_paths = (
+        TEMPORAL_LOG,
+        WORKER_LOG,
+        pg_log,
+        *((CODEC_LOG,) if codec_endpoint else ()),
+        *((API_LOG,) if api_url else ()),
+    )
     logs = "  ".join(display_path(p) for p in log_paths)
     codec = (
         f"\n  Codec server  {codec_endpoint}  (payloads encrypted; the UI decrypts through it)"
         if codec_endpoint
         else ""
     )
+    if api_url:
+        who = f"demo agent `{DEMO_AGENT}`, token {demo_token}" if demo_token else "your tokens"
+        codec += (
+            f"\n  HTTP API      {api_url}  (console {api_url}/, docs {api_url}/docs)"
+            f"\n                sign in as {who}"
+        )
     return f"""
 =================== escalation dev stack is up ===================
   Temporal UI   http://localhost:{ui_port}{codec}
@@ -646,6 +707,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
         ports = {"Temporal frontend": opts.temporal_port, "Temporal UI": ui_port}
         if encrypted:
             ports["codec server"] = opts.codec_port
+        ports["HTTP API"] = opts.api_port
         check_ports_free(ports)
         worker_script = PROJECT_ROOT / "worker.py"
         if not worker_script.exists():
@@ -687,6 +749,8 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
 
         temporal_address = f"{LOCALHOST}:{opts.temporal_port}"
         env = worker_env(pg.uri, temporal_address, console_logs=out.isatty())
+        secrets_ = api_secrets()  # the API signs callers with this key, the worker verifies
+        env.setdefault("ESCALATION_PRINCIPAL_KEYS", secrets_["principal_keys"])
         say("starting the worker ...")
         worker = Child.spawn(
             "worker",
@@ -711,6 +775,21 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
                 )
                 break
 
+        a_env = api_env(env, opts.api_port, secrets_["token"])
+        api_url = f"http://{LOCALHOST}:{opts.api_port}"
+        say(f"starting the HTTP API on {api_url} ...")
+        api = Child.spawn(
+            "api",
+            [sys.executable, "-m", "api.server"],
+            log_path=API_LOG,
+            cwd=PROJECT_ROOT,
+            env=a_env,
+        )
+        started.append(api)
+        wait_for_port(opts.api_port, timeout=30, child=api, stop_requested=stop.is_set)
+        own_directory = a_env["ESCALATION_AGENTS_FILE"] != str(API_AGENTS)
+        demo_token = None if own_directory else secrets_["token"]
+
         if not http_ok(f"http://{LOCALHOST}:{ui_port}/"):
             say(f"note: the Temporal UI does not answer on port {ui_port} (yet)")
         task_queue = Settings.from_env(env).task_queue
@@ -723,6 +802,8 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
             temporal_bin=find_temporal_binary(),
             psql_bin=psql_binary(),
             codec_endpoint=codec_endpoint,
+            api_url=api_url,
+            demo_token=demo_token,
         )
         print(text, file=out, flush=True)
         say(f"ready in {time.monotonic() - t0:.1f}s")
@@ -808,6 +889,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CODEC_PORT,
         help="codec server port, when ESCALATION_CODEC_KEYS is set (default %(default)s)",
     )
+    p.add_argument(
+        "--api-port",
+        type=int,
+        default=DEFAULT_API_PORT,
+        help="HTTP API and console port (default %(default)s)",
+    )
     return p
 
 
@@ -818,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
         ui_port=args.ui_port,
         demo=not args.no_demo,
         codec_port=args.codec_port,
+        api_port=args.api_port,
     )
     return run_up(opts)
 

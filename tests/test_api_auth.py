@@ -122,7 +122,7 @@ async def test_forged_and_unknown_keys_are_refused(tmp_path: Path, keys: Keys) -
     stranger.add_rsa("rsa-9")
     with pytest.raises(AuthError, match="'rsa-9' is not in the OIDC key set"):
         await auth.caller(f"Bearer {stranger.token('rsa-9')}")
-    unsigned = jwt.encode({"sub": "max"}, None, algorithm="none", headers={"kid": "rsa-1"})
+    unsigned = jwt.encode({"sub": "max"}, "", algorithm="none", headers={"kid": "rsa-1"})
     with pytest.raises(AuthError, match="not accepted"):
         await auth.caller(f"Bearer {unsigned}")
     hs = jwt.encode({"sub": "max"}, "x" * 32, algorithm="HS256", headers={"kid": "rsa-1"})

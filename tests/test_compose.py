@@ -18,28 +18,38 @@ from runtime.config import PROJECT_ROOT, Settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
-APP_SERVICES = ("setup", "worker", "projector")  # built from the Dockerfile
+APP_SERVICES = ("setup", "worker", "projector", "api")  # built from the Dockerfile
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 
 # Read by temporalio.envconfig when connecting (runtime/temporal.py), besides Settings.
 ENVCONFIG = re.compile(r"^TEMPORAL_(ADDRESS|NAMESPACE|API_KEY|TLS(_[A-Z_]+)?|PROFILE|CONFIG_FILE)$")
 
 
-def env_vars_read_by_settings() -> set[str]:
-    """Every env var name Settings.from_env reads: the string literals in its source."""
-    tree = ast.parse((PROJECT_ROOT / "runtime" / "config.py").read_text())
-    (from_env,) = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef) and node.name == "from_env"
-    ]
+def env_vars_read_by_settings(path: Path = PROJECT_ROOT / "runtime" / "config.py") -> set[str]:
+    """Every env var name the `from_env` functions of `path` read: their string literals."""
+    tree = ast.parse(path.read_text())
     return {
         node.value
+        for from_env in ast.walk(tree)
+        if isinstance(from_env, ast.FunctionDef) and from_env.name == "from_env"
         for node in ast.walk(from_env)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.value)
     }
+
+
+def env_vars_of_principals_and_api() -> set[str]:
+    """Read by the worker and the API besides Settings (runtime/principal.py, api/server.py,
+    api/auth.py)."""
+    from domain.principal import KEYS_ENV, REQUIRE_ENV
+
+    api = PROJECT_ROOT / "api"
+    return (
+        {KEYS_ENV, REQUIRE_ENV}
+        | env_vars_read_by_settings(api / "server.py")
+        | env_vars_read_by_settings(api / "auth.py")
+    )
 
 
 def interpolate(value: Any, env: Mapping[str, str] | None = None) -> str:
@@ -101,6 +111,7 @@ def test_ports(services: dict[str, Any]) -> None:
         "setup": [],
         "worker": [],  # scaled: a fixed host port would collide
         "projector": [],
+        "api": ["8000:8000"],  # the API's default port; the dev stack's too
     }
 
 
@@ -120,7 +131,8 @@ def test_postgres_keeps_its_data_in_a_named_volume(
 
 def test_health_checks_and_start_order(services: dict[str, Any]) -> None:
     healthy = {n for n, s in services.items() if s.get("healthcheck", {}).get("test")}
-    assert {"postgres", "temporal", "worker"} <= healthy
+    assert {"postgres", "temporal", "worker", "api"} <= healthy
+    assert "/readyz" in str(services["api"]["healthcheck"]["test"])
     assert "pg_isready" in str(services["postgres"]["healthcheck"]["test"])
     # Healthy once the namespace the setup needs exists, not merely when the port is open.
     assert "namespace describe --namespace default" in str(services["temporal"]["healthcheck"])
@@ -169,8 +181,9 @@ def test_temporal_runs_on_the_postgres_service(services: dict[str, Any]) -> None
 
 
 def test_app_services_get_only_variables_the_code_reads(services: dict[str, Any]) -> None:
-    known = env_vars_read_by_settings()
+    known = env_vars_read_by_settings() | env_vars_of_principals_and_api()
     assert {"DATABASE_URL", "ESCALATION_MAX_CONCURRENT_ACTIVITIES"} <= known  # the parse works
+    assert {"ESCALATION_API_PORT", "ESCALATION_OIDC_JWKS"} <= known
     for name in APP_SERVICES:
         unknown = {v for v in env_of(services[name]) if v not in known and not ENVCONFIG.match(v)}
         assert not unknown, f"{name} is given variables no code reads: {sorted(unknown)}"
@@ -183,6 +196,7 @@ def test_app_services_get_every_variable_they_need(services: dict[str, Any]) -> 
         "setup": {"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"},
         "worker": {"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"},
         "projector": {"DATABASE_URL"},
+        "api": {"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"},
     }
     for name, required in needs.items():
         env = env_of(services[name])
@@ -195,6 +209,10 @@ def test_app_services_get_every_variable_they_need(services: dict[str, Any]) -> 
         if "TEMPORAL_ADDRESS" in required:
             host, port = settings.temporal_address.split(":")
             assert host in services and port in {p.split(":")[1] for p in services[host]["ports"]}
+    from api.server import ApiSettings
+
+    api = ApiSettings.from_env(env_of(services["api"]))
+    assert api.host == "0.0.0.0" and [f"{api.port}:{api.port}"] == services["api"]["ports"]
     worker = Settings.from_env(env_of(services["worker"]))
     # Metrics for a Prometheus on the compose network; no host port, so workers can scale.
     assert [str(p) for p in services["worker"]["expose"]] == [str(worker.metrics_port)]
@@ -221,6 +239,8 @@ def test_commands_exist(services: dict[str, Any]) -> None:
 
     assert readside._parser().parse_args(["project"]).command == "project"
     assert "command" not in services["worker"]  # the Dockerfile's CMD
+    assert services["api"]["command"] == ["escalation-api"]
+    assert PYPROJECT["project"]["scripts"]["escalation-api"] == "api.server:main"
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

@@ -94,8 +94,8 @@ async def test_an_agent_works_a_ticket_in_the_browser(served: tuple[ApiRig, str]
             assert "needs payments engineering" in await page.inner_text("#timeline")
             await page.fill("#respond-message", "I am still on it")
             await page.click("#form-respond button")
-            refusal = await page.wait_for_selector("#flash.error")
-            text = await refusal.inner_text()
+            await page.wait_for_selector("#flash.error")
+            text = await page.inner_text("#flash.error")
             assert text == f"agent ann may not act on ticket {tid} at tier L2 (ann is agent of L1)"
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
