@@ -175,14 +175,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="actions per path (default 100)")
     args = parser.parse_args()
     result = asyncio.run(measure(args.samples + 1))  # the first is the warm-up
-    t, a = result["update_straight_to_temporal"], result["through_the_http_api"]
     print(f"respond, {result['samples']} samples each (ms)   p50     p95     mean")
-    print(
-        f"  Update straight to Temporal       {t['p50_ms']:7.2f} {t['p95_ms']:7.2f} {t['mean_ms']:7.2f}"
-    )
-    print(
-        f"  POST /v1/.../actions/respond      {a['p50_ms']:7.2f} {a['p95_ms']:7.2f} {a['mean_ms']:7.2f}"
-    )
+    for label, key in (
+        ("Update straight to Temporal", "update_straight_to_temporal"),
+        ("POST /v1/.../actions/respond", "through_the_http_api"),
+    ):
+        row = result[key]
+        print(f"  {label:32} {row['p50_ms']:7.2f} {row['p95_ms']:7.2f} {row['mean_ms']:7.2f}")
     print(json.dumps(result))
 
 
