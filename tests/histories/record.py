@@ -14,7 +14,9 @@ tickets running in production) still replay.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import secrets
 import shutil
 import sys
 import tempfile
@@ -33,7 +35,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.agents import AgentActivities  # noqa: E402
+from api.auth import Caller  # noqa: E402
+from api.principal_client import acting_as, signing_client  # noqa: E402
 from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
+from domain.principal import parse_keys  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
@@ -222,6 +227,25 @@ async def authorization(rig: TicketRig) -> None:
     await h.result()
 
 
+# Signs the `principals` scenario's callers; replay needs no key (the decisions are recorded).
+PRINCIPAL_KEYS = parse_keys("rec1:" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+async def principals(rig: TicketRig) -> None:
+    """ESCALATION_REQUIRE_PRINCIPAL on: unsigned actions refused, signed ones applied."""
+    h = await rig.open()
+    await _refused(h, "assign", {"agent_id": "ann"})
+    await h.signal("respond", {"agent_id": "ann"})
+    signed = signing_client(rig.client, PRINCIPAL_KEYS).get_workflow_handle(h.id)
+    with acting_as(Caller("agent", "ann", None)):
+        await signed.execute_update("assign", {"agent_id": "ann"})
+        await signed.signal("respond", {"agent_id": "ann", "message": "on it"})
+    await h.execute_update("customer_replied", {"message": "thanks"})
+    with acting_as(Caller("agent", "max", None)):
+        await signed.execute_update("close", {"agent_id": "max"})
+    await h.result()
+
+
 # name -> (driver, server, policies, agent directory)
 SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] = {
     "first_response_breach": (first_response_breach, "time", None, None),
@@ -240,6 +264,7 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
     "rejected_updates": (rejected_updates, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
     "continue_as_new": (continue_as_new, "time", None, None),
+    "principals": (principals, "dev", None, DIRECTORY),
 }
 
 
@@ -266,6 +291,8 @@ async def record(name: str, pool: asyncpg.Pool, dev: WorkflowEnvironment) -> lis
             path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "agents.toml"
             path.write_text(directory)
             agents = AgentActivities(path)
+            if name == "principals":
+                agents = AgentActivities(path, PRINCIPAL_KEYS, require_principal=True)
         task_queue = f"record-{uuid.uuid4()}"
         chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
         budget = history_budget.CONTINUE_AS_NEW_EVENTS
