@@ -43,6 +43,7 @@ def _api(request: Request) -> Api:
 
 async def authenticated(
     request: Request,
+    # Declares the bearer scheme in the OpenAPI document; the header is judged by Api.caller.
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     return await _api(request).caller(request.headers.get("authorization"))

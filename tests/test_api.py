@@ -296,3 +296,28 @@ async def test_security_headers_on_every_answer(web: ApiRig) -> None:
         csp = r.headers["content-security-policy"]
         assert "unsafe-inline" not in csp and "script-src 'self'" in csp
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_my_queue_is_mine_then_my_teams_unassigned_by_nearest_due(web: ApiRig) -> None:
+    normal, _ = await web.open(priority="normal")
+    urgent, _ = await web.open(priority="urgent")  # due sooner than normal
+    mine, _ = await web.open(priority="low")  # due last, but assigned to ann: first
+    elsewhere, _ = await web.open(priority="urgent")  # moved to L2: not ann's team
+    r = await web.http.post(f"/v1/tickets/{mine}/actions/assign", headers=web.auth("ann"))
+    assert r.status_code == 200
+    r = await web.http.post(
+        f"/v1/tickets/{elsewhere}/actions/request_escalation",
+        json={"reason": "L2's"},
+        headers=web.auth("max"),
+    )
+    assert r.json()["tier"] == "L2"
+    ann = await web.api.auth.token("ann-token-1")
+    wanted = [mine, urgent, normal]
+    ids: list[str] = []
+    for _ in range(100):  # visibility lags writes briefly
+        rows = await web.api.queue(ann)
+        ids = [r.ticket_id for r in rows if r.ticket_id in {*wanted, elsewhere}]
+        if ids == wanted:
+            break
+        await asyncio.sleep(0.1)
+    assert ids == wanted
