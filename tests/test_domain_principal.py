@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_rotation_old_keys_verify_first_signs() -> None:
         ({"now": NOW + MAX_AGE_SECONDS + 1}, "older than"),
     ],
 )
-def test_misdirected_or_stale_is_refused(over: dict[str, object], expected: str) -> None:
+def test_misdirected_or_stale_is_refused(over: dict[str, Any], expected: str) -> None:
     reason = check(signed(), **over)
     assert reason is not None and reason.startswith("unauthenticated") and expected in reason
 
