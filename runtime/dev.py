@@ -70,14 +70,39 @@ class StackError(RuntimeError):
 
 
 class PortInUseError(StackError):
-    def __init__(self, port: int, what: str, host: str = LOCALHOST) -> None:
+    def __init__(
+        self, port: int, what: str, host: str = LOCALHOST, owner: str | None = None
+    ) -> None:
         self.port = port
         self.what = what
+        held = f" by {owner}" if owner else ""
         super().__init__(
-            f"port {port} ({what}) is already in use on {host}. Another Temporal dev server, or "
-            f"an earlier `dev.py up`, is probably still running: stop it, or pick other ports "
-            f"with --temporal-port / --ui-port / --codec-port."
+            f"port {port} ({what}) is already in use on {host}{held}. Another Temporal dev "
+            f"server, or an earlier `dev.py up`, is probably still running: stop it, or pick "
+            f"other ports with --temporal-port / --ui-port / --codec-port."
         )
+
+
+def port_owner(port: int) -> str | None:
+    """`pid 123 (temporal server start-dev ...)` for the process listening on `port`, if the
+    system lets us see it."""
+    import psutil
+
+    try:
+        listening = [
+            c.pid
+            for c in psutil.net_connections(kind="inet")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        ]
+        if not listening:
+            return None
+        proc = psutil.Process(listening[0])
+        command = " ".join(proc.cmdline()) or proc.name()
+    except (psutil.Error, OSError):
+        return None
+    if len(command) > 120:
+        command = command[:117] + "..."
+    return f"pid {proc.pid} ({command})"
 
 
 class StopRequested(Exception):
@@ -188,7 +213,7 @@ def check_ports_free(ports: Mapping[str, int], host: str = LOCALHOST) -> None:
     """Raise PortInUseError naming the first port (by purpose) that is taken."""
     for what, port in ports.items():
         if port_in_use(port, host):
-            raise PortInUseError(port, what, host)
+            raise PortInUseError(port, what, host, port_owner(port))
 
 
 def free_port(host: str = LOCALHOST) -> int:
@@ -224,6 +249,18 @@ def display_path(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- processes
+
+
+def notice(msg: str, out: IO[str] | None = None, *, prefix: str = "dev: ") -> None:
+    """Print one `dev:` line (or any text, with prefix=""); never raise. Under
+    `dev.py up | tee log`, Ctrl-C ends `tee` too, and a write to the closed pipe must not abort
+    the shutdown that is printing about itself."""
+    stream = sys.stdout if out is None else out
+    try:
+        stream.write(f"{prefix}{msg}\n")
+        stream.flush()
+    except (OSError, ValueError):  # BrokenPipeError is an OSError; ValueError: stream closed
+        pass
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -343,9 +380,7 @@ class Child:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                print(
-                    f"dev: {self.name} did not stop within {timeout:.0f}s; killing it", flush=True
-                )
+                notice(f"{self.name} did not stop within {timeout:.0f}s; killing it")
                 _signal_group(self.proc, signal.SIGKILL)
                 self.proc.wait(5)
         else:
@@ -413,7 +448,7 @@ class EmbeddedPostgres:
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if _pid_alive(pid):
-                print(f"dev: PostgreSQL (pid {pid}) did not stop; killing it", flush=True)
+                notice(f"PostgreSQL (pid {pid}) did not stop; killing it")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         # Drop the package's handle (cleanup_mode=None: this only forgets the server).
@@ -616,7 +651,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
     out = sys.stdout if out is None else out
 
     def say(msg: str) -> None:
-        print(f"dev: {msg}", file=out, flush=True)
+        notice(msg, out)
 
     stop = threading.Event()
     reason: list[str] = []
@@ -724,7 +759,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
             psql_bin=psql_binary(),
             codec_endpoint=codec_endpoint,
         )
-        print(text, file=out, flush=True)
+        notice(text, out, prefix="")
         say(f"ready in {time.monotonic() - t0:.1f}s")
 
         starter_script = PROJECT_ROOT / "starter.py"

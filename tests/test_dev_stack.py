@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -209,3 +212,73 @@ def test_real_postgres_and_temporal_start_answer_and_stop(tmp_path: Path) -> Non
         if str(tmp_path) in " ".join(p.info["cmdline"] or []) and p.status() != "zombie"
     ]
     assert leftovers == []
+
+
+class _ClosedPipe:
+    """stdout after `tee` died with the Ctrl-C: every write fails."""
+
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _Piece:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stopped = False
+        self.marker_seen = threading.Event()
+        self.marker_seen.set()
+        self.uri = "postgresql://postgres:@/postgres?host=/nowhere"
+        self.log_path = Path("/nowhere/log")
+
+    def alive(self) -> bool:
+        return not self.stopped
+
+    def stop(self, timeout: float = 0) -> int:
+        self.stopped = True
+        return 0
+
+
+def test_ctrl_c_with_output_into_a_closed_pipe_still_stops_every_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dev.py up | tee up.log`, then Ctrl-C: the closed pipe used to raise inside the shutdown,
+    before anything was stopped, leaving Temporal and PostgreSQL holding their ports."""
+    pieces: list[_Piece] = []
+
+    def piece(name: str) -> _Piece:
+        pieces.append(_Piece(name))
+        return pieces[-1]
+
+    monkeypatch.setattr(dev, "start_postgres", lambda *_a, **_k: piece("PostgreSQL"))
+    monkeypatch.setattr(dev, "start_temporal", lambda **_k: piece("temporal"))
+    monkeypatch.setattr(dev, "wait_for_temporal", lambda *_a, **_k: None)
+    monkeypatch.setattr(dev.Child, "spawn", classmethod(lambda _cls, name, *_a, **_k: piece(name)))
+    monkeypatch.setattr(dev, "http_ok", lambda *_a, **_k: True)
+    monkeypatch.setattr(dev, "banner", lambda **_k: "banner")
+    monkeypatch.setattr(dev, "psql_binary", lambda: Path("/nowhere/psql"))
+    interrupt = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    try:
+        status = dev.run_up(
+            dev.Options(temporal_port=dev.free_port(), ui_port=dev.free_port(), demo=False),
+            out=_ClosedPipe(),  # type: ignore[arg-type]
+        )
+    finally:
+        interrupt.cancel()
+
+    assert [p.name for p in pieces] == ["PostgreSQL", "temporal", "worker"]
+    assert all(p.stopped for p in pieces)
+    assert status == 0
+
+
+def test_a_taken_port_names_the_process_holding_it(listening_port: int) -> None:
+    with pytest.raises(dev.PortInUseError) as caught:
+        dev.check_ports_free({"Temporal frontend": listening_port})
+
+    assert f"pid {os.getpid()} (" in str(caught.value)
