@@ -30,11 +30,12 @@ from reports.render import render_html, render_text
 from reports.sla import Escalation, Report, Ticket, build_report
 from reports.timeline import compare, render_timeline, timeline
 from runtime.config import Settings
+from runtime.database import resolve_database_url
 from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 from runtime.temporal import connect
 from store import projections
-from store.connection import create_pool, resolve_database_url
+from store.connection import create_pool
 from store.event_store import read_ticket
 from store.schema import migrate
 

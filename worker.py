@@ -20,15 +20,17 @@ from activities.agents import AgentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.agents import DirectoryError
-from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError, load_channels
+from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError
 from domain.errors import PolicyError
-from domain.policy import Policy, load_policies
+from domain.policy import Policy
 from runtime.config import Settings
+from runtime.config_files import load_channels, load_policies
+from runtime.database import resolve_database_url
 from runtime.logs import configure_logging
 from runtime.metrics import bind_address, prometheus_runtime
 from runtime.process import exit_now, stop_on_signals
 from runtime.temporal import connect
-from store.connection import create_pool, resolve_database_url
+from store.connection import create_pool
 from store.projections import background_projector
 from store.schema import migrate
 from workflows.ticket import TicketWorkflow

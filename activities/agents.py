@@ -14,8 +14,8 @@ from domain.agents import (
     Decision,
     DirectoryError,
     authorize,
-    load_directory,
 )
+from runtime.config_files import load_directory
 
 log = structlog.get_logger(__name__)
 

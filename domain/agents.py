@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -91,15 +90,6 @@ def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
             )
         agents[agent_id] = agent
     return AgentDirectory(agents=agents)
-
-
-def load_directory(path: str | Path) -> AgentDirectory:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DirectoryError(f"{file}: cannot read agent directory: {exc.strerror or exc}") from exc
-    return parse_directory(text, str(file))
 
 
 def _may_work(agent: Agent, tier: str, ladder: tuple[str, ...]) -> bool:

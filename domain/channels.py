@@ -33,12 +33,10 @@ delivery (the notice is still logged and recorded in `notifications`).
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -243,8 +241,9 @@ def _parse_routes(
 def parse_channels(
     text: str, source: str = "<channels>", env: Mapping[str, str] | None = None
 ) -> ChannelConfig:
-    """Parse a channels file; secrets named by `*_env` keys are read from `env` (os.environ)."""
-    env = os.environ if env is None else env
+    """Parse a channels file; secrets named by `*_env` keys are looked up in `env` (none given:
+    no secrets; runtime/config_files.py passes the process environment)."""
+    env = {} if env is None else env
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -274,15 +273,3 @@ def parse_channels(
                 f"{source}: ticket_url: {{ticket_id}} is the only placeholder allowed"
             ) from None
     return ChannelConfig(channels=channels, routes=routes, ticket_url=ticket_url, source=source)
-
-
-def load_channels(path: str | Path | None, env: Mapping[str, str] | None = None) -> ChannelConfig:
-    """The worker's channels: none (log and record only) without a file."""
-    if path is None or str(path) == "":
-        return NO_CHANNELS
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ChannelError(f"{file}: cannot read channels file: {exc.strerror or exc}") from exc
-    return parse_channels(text, str(file), env)

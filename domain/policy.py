@@ -1,4 +1,4 @@
-"""SLA policies: targets per priority, the tier ladder, and loading them from TOML.
+"""SLA policies: targets per priority, the tier ladder, and parsing them from TOML text.
 
 A policy is resolved once when a ticket opens and recorded in `TicketOpened`, so a later change
 to the policy file never changes the clocks of tickets already open.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -399,15 +398,3 @@ def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
             _check_reachable(policy, spec, where, source)
         policies[name] = policy
     return policies
-
-
-def load_policies(path: str | Path | None) -> dict[str, Policy]:
-    """The policies a worker serves: the built-ins, plus the file's if a path is given."""
-    if path is None or str(path) == "":
-        return dict(BUILTIN_POLICIES)
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{file}: cannot read policy file: {exc.strerror or exc}") from exc
-    return parse_policies(text, str(file))

@@ -36,7 +36,6 @@ import sysconfig
 import threading
 import time
 import urllib.request
-import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from runtime.config import DATA_DIR, EMBEDDED_PG_DIR, PROJECT_ROOT, Settings
+from runtime.database import embedded_postgres
 from workflows.search_attributes import CLI_TYPES
 
 LOCALHOST = "127.0.0.1"
@@ -403,14 +403,6 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def _embedded_postgres() -> Any:
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it copes fine.
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-    return embedded_postgres
-
-
 @dataclass
 class EmbeddedPostgres:
     """The embedded PostgreSQL server: listening on a Unix socket only, so no port to clash."""
@@ -457,7 +449,7 @@ class EmbeddedPostgres:
 
 
 def _pg_ctl_stop(pgdata: Path, user: str | None, timeout: float) -> bool:
-    ep = _embedded_postgres()
+    ep = embedded_postgres()
     try:
         ep.pg_ctl(
             ["-w", "-t", str(int(timeout)), "-m", "fast", "stop"],
@@ -474,7 +466,7 @@ def start_postgres(pg_dir: Path = EMBEDDED_PG_DIR) -> EmbeddedPostgres:
     """Start (or adopt an already running) embedded PostgreSQL with its data in pg_dir."""
     pg_dir = Path(pg_dir)
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
-    ep = _embedded_postgres()
+    ep = embedded_postgres()
     try:
         server = ep.get_server(pg_dir, cleanup_mode=None)
     except Exception as e:
@@ -643,7 +635,7 @@ def banner(
 
 
 def psql_binary() -> Path:
-    return Path(_embedded_postgres()._commands.POSTGRES_BIN_PATH) / "psql"
+    return Path(embedded_postgres()._commands.POSTGRES_BIN_PATH) / "psql"
 
 
 def run_up(opts: Options, out: IO[str] | None = None) -> int:

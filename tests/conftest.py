@@ -30,6 +30,7 @@ from temporalio.worker import Worker
 
 from domain.policy import BUILTIN_POLICIES
 from runtime.config import PROJECT_ROOT
+from runtime.database import embedded_postgres
 from store.connection import create_pool
 from store.schema import migrate
 from workflows.search_attributes import ALL_KEYS, CLI_TYPES
@@ -41,12 +42,10 @@ from workflows.ticket import TicketWorkflow
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
     """DSN of a throwaway embedded PostgreSQL, started once for the session."""
-    import embedded_postgres
-
     # As root the server runs as the `embedded_postgres` user: it must be able to enter the dir.
     root = Path(tempfile.mkdtemp(prefix="escalation-pg-", dir="/tmp"))
     os.chmod(root, 0o755)
-    server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    server = embedded_postgres().get_server(root / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from domain.agents import (
     AuthorizationRequest,
     DirectoryError,
     authorize,
-    load_directory,
     parse_directory,
 )
 
@@ -102,8 +99,3 @@ def test_a_bad_directory_names_the_key(text: str, message: str) -> None:
         parse_directory(text, "agents.toml")
     assert str(err.value).startswith("agents.toml: ")
     assert message in str(err.value)
-
-
-def test_missing_directory_file_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(DirectoryError, match=str(tmp_path / "nope.toml")):
-        load_directory(tmp_path / "nope.toml")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +19,6 @@ from domain.policy import (
     DEFAULT_POLICY,
     PRIORITIES,
     Policy,
-    load_policies,
     parse_policies,
 )
 from domain.state import evolve, next_deadline
@@ -116,11 +114,6 @@ def test_default_policy_ladder_and_settings() -> None:
     assert DEFAULT_POLICY.warn_at == 0.8
     assert DEFAULT_POLICY.auto_close_after == timedelta(hours=72)
     assert DEFAULT_POLICY.renotify_every == timedelta(hours=1)
-
-
-def test_load_policies_without_a_file_serves_the_built_ins() -> None:
-    assert load_policies(None)["default"] == DEFAULT_POLICY
-    assert load_policies("")["default"] == DEFAULT_POLICY
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_POLICIES))
@@ -365,22 +358,3 @@ def test_an_accepted_policy_never_breaks_the_clocks() -> None:
         ),
     )
     next_deadline(state)  # must not raise OverflowError
-
-
-def test_load_policies_on_a_missing_file_names_the_path(tmp_path: Path) -> None:
-    missing = tmp_path / "nope" / "sla.toml"
-    with pytest.raises(PolicyError) as info:
-        load_policies(missing)
-    assert str(missing) in str(info.value)
-
-
-def test_load_policies_reads_a_file_and_names_it_in_errors(tmp_path: Path) -> None:
-    good = tmp_path / "sla.toml"
-    good.write_text(VALID_FILE, encoding="utf-8")
-    assert load_policies(good)["gold"].tiers == ("front", "expert")
-    assert load_policies(str(good))["gold"].tiers == ("front", "expert")
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[policies.x\n", encoding="utf-8")
-    with pytest.raises(PolicyError) as info:
-        load_policies(bad)
-    assert str(bad) in str(info.value) and "line 1" in str(info.value)

@@ -24,8 +24,9 @@ from activities.event_store import AppendBatch, EventStoreActivities
 from domain.events import DomainEvent
 from domain.notifications import Notification
 from runtime.config import Settings
+from runtime.database import embedded_database_url, resolve_database_url
 from store import event_store
-from store.connection import create_pool, embedded_database_url, resolve_database_url
+from store.connection import create_pool
 from store.errors import EventConflict, SeqGap
 from store.event_store import AppendResult, append_events, read_after, read_ticket
 from store.notifications import record_notification
