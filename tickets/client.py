@@ -1,7 +1,8 @@
 """`TicketClient`: what an agent's tool or a backend service needs, over plain Temporal calls.
 
-- `open` starts the ticket's workflow or returns the running one (starter.open_ticket: id
-  conflict policy *use existing*), then returns its `TicketView` once the ticket exists.
+- `open` starts the ticket's workflow or returns the running one (tickets/opening.py: id
+  conflict policy *use existing*), then returns its `TicketView` once the ticket exists; an
+  existing ticket with other input is a `TicketConflict`.
 - one method per action, each an Update: the caller learns at once whether the action was
   accepted, and gets the ticket's view after it.
 - `show`, `history` (queries) and `list` (visibility, over the search attributes).
@@ -38,21 +39,29 @@ from domain.policy import Priority
 from domain.view import TicketView
 from runtime.config import Settings
 from runtime.temporal import connect, connect_options
-from starter import TicketClosedError, open_ticket
 from tickets.errors import (
     ActionRejected,
     CannotConnect,
     InvalidInput,
     TicketClosed,
+    TicketConflict,
     TicketError,
     TicketNotFound,
 )
+from tickets.opening import TicketClosedError, input_differences, open_ticket
 from workflows import search_attributes as sa
 from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
 
 T = TypeVar("T")
 
 OPEN_WAIT_SECONDS = 10.0  # the ticket exists once its policy is resolved: a few ms normally
+
+
+class Opened(BaseModel):
+    """What an open found: the ticket's view, and whether this call started it."""
+
+    view: TicketView
+    created: bool
 
 
 class TicketSummary(BaseModel):
@@ -118,10 +127,16 @@ class TicketClient:
 
     async def open(self, ticket: OpenTicket | dict[str, Any]) -> TicketView:
         """Open the ticket, or return the running one with this id (idempotent)."""
+        return (await self.open_or_find(ticket)).view
+
+    async def open_or_find(self, ticket: OpenTicket | dict[str, Any]) -> Opened:
+        """Open the ticket, or find the running one with this id and the same input; an
+        existing ticket with other input raises TicketConflict naming each difference."""
         try:
             parsed = parse_open_ticket(ticket)
         except InvalidTicket as exc:
             raise InvalidInput(f"invalid ticket: {exc}") from exc
+        existed = await self._running(parsed.ticket_id)
         try:
             handle = await self._call(
                 parsed.ticket_id, open_ticket(self.client, parsed, self.task_queue)
@@ -131,7 +146,25 @@ class TicketClient:
                 f"ticket {parsed.ticket_id} is closed (ticket ids are not reused;"
                 " open a new ticket id)"
             ) from exc
-        return await self._wait_opened(parsed.ticket_id, handle)
+        view = await self._wait_opened(parsed.ticket_id, handle)
+        differences = input_differences(view, parsed)
+        if differences:
+            raise TicketConflict(
+                f"ticket {parsed.ticket_id} already exists with other input; nothing was"
+                " changed: " + "; ".join(differences)
+            )
+        return Opened(view=view, created=not existed)
+
+    async def _running(self, ticket_id: str) -> bool:
+        """Whether the ticket's workflow runs now (a race with another open only makes a
+        ticket this call found look created: the input comparison still holds)."""
+        try:
+            description = await self.handle(ticket_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise self._rpc_error(ticket_id, exc) from exc
+        return description.status == WorkflowExecutionStatus.RUNNING
 
     async def _wait_opened(self, ticket_id: str, handle: WorkflowHandle[Any, Any]) -> TicketView:
         loop = asyncio.get_running_loop()

@@ -27,6 +27,13 @@ class TicketClosed(TicketError):
     exit_code = 1
 
 
+class TicketConflict(TicketError):
+    """An open named a ticket id that already exists with other input ("ticket T-1 already
+    exists with other input: subject: ..."); nothing was changed."""
+
+    exit_code = 1
+
+
 class InvalidInput(TicketError):
     """The payload does not validate; checked before anything is sent. Names the field."""
 
