@@ -87,7 +87,7 @@ def tuning(settings: Settings) -> dict[str, Any]:
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     policies = load_policies(settings.policy_file)  # a bad file stops the worker here
-    agents = AgentActivities(settings.agents_file)  # likewise a bad agent directory
+    agents = AgentActivities(settings.agents_file, policies)  # likewise a bad agent directory
     channels = load_channels(settings.channels_file)  # and bad notification channels
     channels.check_policies(policies)
     if settings.agents_file is None:

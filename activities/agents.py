@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
@@ -14,7 +15,9 @@ from domain.agents import (
     Decision,
     DirectoryError,
     authorize,
+    check_tiers,
 )
+from domain.policy import Policy
 from runtime.config_files import load_directory
 
 log = structlog.get_logger(__name__)
@@ -24,8 +27,11 @@ class AgentActivities:
     """Holds the directory; the workflow records each decision (a local activity marker), so a
     replay never consults the file again."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(
+        self, path: str | Path | None, policies: Mapping[str, Policy] | None = None
+    ) -> None:
         self._path = Path(path) if path else None
+        self._policies = policies  # given: every tier in the directory must be one of theirs
         self._stamp: tuple[int, int] | None = None
         self._directory: AgentDirectory | None = None
         if self._path is not None:
@@ -37,7 +43,10 @@ class AgentActivities:
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return
-        self._directory = load_directory(self._path)
+        directory = load_directory(self._path)
+        if self._policies is not None:
+            check_tiers(directory, self._policies, str(self._path))
+        self._directory = directory
         self._stamp = stamp
         log.info("agent directory loaded", path=str(self._path), agents=len(self._directory.agents))
 

@@ -11,9 +11,12 @@ import re
 import tomllib
 from typing import Literal
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.errors import DomainError, describe_validation_error
+from domain.policy import Policy
 
 Role = Literal["agent", "lead", "manager"]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -90,6 +93,20 @@ def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
             )
         agents[agent_id] = agent
     return AgentDirectory(agents=agents)
+
+
+def check_tiers(directory: AgentDirectory, policies: Mapping[str, Policy], source: str) -> None:
+    """Every tier an agent works must be a tier of some policy: a typo (`L9`) would otherwise
+    leave that agent refused everywhere, silently."""
+    known = {t for p in policies.values() for t in p.tiers}
+    for agent in directory.agents.values():
+        for tier in agent.tiers:
+            if tier not in known:
+                names = ", ".join(sorted(known))
+                raise DirectoryError(
+                    f"{source}: agents.{agent.id}.tiers: {tier!r} is not a tier of any policy"
+                    f" (tiers: {names})"
+                )
 
 
 def _may_work(agent: Agent, tier: str, ladder: tuple[str, ...]) -> bool:
