@@ -34,7 +34,7 @@ from runtime.database import resolve_database_url
 from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 from runtime.temporal import connect
-from store import projections
+from store import projections, report_queries
 from store.connection import create_pool
 from store.event_store import read_ticket
 from store.schema import migrate
@@ -55,7 +55,7 @@ def parse_when(text: str, now: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="readside.py",
         description="Read models, ticket history and SLA reports from the event store.",
@@ -114,16 +114,10 @@ async def load_report(
     pool: asyncpg.Pool, since: datetime | None, until: datetime | None, as_of: datetime
 ) -> Report:
     """Rows of the tickets opened in [since, until) and their escalations; the rest is pure."""
-    fields = ", ".join(f"t.{f}" for f in Ticket.__dataclass_fields__)
-    where = "($1::timestamptz IS NULL OR t.opened_at >= $1)"
-    where += " AND ($2::timestamptz IS NULL OR t.opened_at < $2)"
-    tickets = await pool.fetch(f"SELECT {fields} FROM tickets t WHERE {where}", since, until)
-    escalations = await pool.fetch(
-        "SELECT e.ticket_id, e.trigger, e.at FROM escalations e"
-        f" JOIN tickets t USING (ticket_id) WHERE {where}",
-        since,
-        until,
+    tickets = await report_queries.tickets_opened(
+        pool, list(Ticket.__dataclass_fields__), since, until
     )
+    escalations = await report_queries.escalations_of_tickets_opened(pool, since, until)
     return build_report(
         map(Ticket.from_row, tickets),
         map(Escalation.from_row, escalations),
@@ -179,11 +173,10 @@ async def run(
     if args.command == "project":
         return await _project(pool, args.batch_size, err)
     if args.command == "rebuild":
-        total = await pool.fetchval("SELECT count(*) FROM ticket_events")
-        bar = Progress(total, err)
+        bar = Progress(await report_queries.event_count(pool), err)
         n = await projections.rebuild(pool, batch_size=args.batch_size, progress=bar)
         bar.finish()
-        count = await pool.fetchval("SELECT count(*) FROM tickets")
+        count = await report_queries.ticket_count(pool)
         out.write(f"rebuilt the read models from {n} events: {count} tickets\n")
         return 0
     if args.command == "check":
@@ -212,14 +205,18 @@ async def run(
         report = await load_report(pool, since, until, until or at)
         out.write(render_text(report))
         if args.html:
-            args.html.write_text(render_html(report), encoding="utf-8")
+            try:
+                args.html.write_text(render_html(report), encoding="utf-8")
+            except OSError as exc:
+                err.write(f"readside report: cannot write {args.html}: {exc.strerror or exc}\n")
+                return 2
             out.write(f"wrote {args.html}\n")
         return 0
     raise AssertionError(f"unknown command {args.command}")
 
 
 async def amain(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)

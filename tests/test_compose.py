@@ -219,7 +219,7 @@ def test_commands_exist(services: dict[str, Any]) -> None:
     assert services["projector"]["command"] == ["python", "readside.py", "project"]
     import readside
 
-    assert readside._parser().parse_args(["project"]).command == "project"
+    assert readside.build_parser().parse_args(["project"]).command == "project"
     assert "command" not in services["worker"]  # the Dockerfile's CMD
 
 

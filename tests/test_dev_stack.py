@@ -155,7 +155,7 @@ def test_banner_names_ui_dsn_stop_and_commands() -> None:
 
 
 def _gone(pid: int) -> bool:
-    return not dev._pid_alive(pid)
+    return not dev.pid_alive(pid)
 
 
 def test_real_postgres_and_temporal_start_answer_and_stop(tmp_path: Path) -> None:

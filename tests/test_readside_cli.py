@@ -35,7 +35,7 @@ async def db(pg_dsn: str, db_pool: asyncpg.Pool) -> AsyncIterator[tuple[asyncpg.
 
 async def cli(pool: asyncpg.Pool, *argv: str, **kw: object) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    args = readside._parser().parse_args(list(argv))
+    args = readside.build_parser().parse_args(list(argv))
     code = await readside.run(
         args, pool, settings=Settings(), out=out, err=err, now=lambda: NOW, **kw
     )  # type: ignore[arg-type]
@@ -236,3 +236,13 @@ async def test_the_command_runs_the_report_and_the_projector(
     assert done.returncode == 0, done.stderr
     assert "all tickets       12" in done.stdout and html.exists()
     assert len(await read_ticket(pool, tales[0].ticket_id)) == len(tales[0].events)
+
+
+async def test_report_into_a_path_that_cannot_be_written_is_one_line_not_a_traceback(
+    db: tuple[asyncpg.Pool, str], tmp_path: Path
+) -> None:
+    pool, _ = db
+    target = tmp_path / "nonexistent" / "x.html"
+    code, _, err = await cli(pool, "report", "--html", str(target))
+    assert code == 2
+    assert err == f"readside report: cannot write {target}: No such file or directory\n"

@@ -39,7 +39,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from reports.render import render_html, render_text
+from reports.render import render_html, render_text, time_unit
 from reports.sla import Escalation, Report, Ticket, build_report, fmt_duration
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
@@ -371,3 +371,18 @@ def test_html_report_is_self_contained_with_the_right_charts(report: Report) -> 
     # The figures are also written on the page for the reader, not only in attributes.
     assert "<title>urgent · first response: 60%</title>" in page
     assert "8 of 24 tickets escalated (33.3%), 10 escalations in all" in page
+
+
+@pytest.mark.parametrize(
+    ("largest", "unit"),
+    [
+        (timedelta(seconds=40), "s"),
+        (timedelta(minutes=12), "min"),
+        (timedelta(hours=80), "h"),
+        (timedelta(days=12), "d"),
+    ],
+)
+def test_time_chart_unit_follows_the_data(largest: timedelta, unit: str) -> None:
+    """Demo tickets answered in seconds drew as `0h` in an hours-only chart."""
+    assert time_unit([None, timedelta(seconds=1), largest])[0] == unit
+    assert time_unit([None])[0] == "s"

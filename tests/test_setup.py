@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from runtime.config import PROJECT_ROOT
 from runtime.setup import SetupError, main, redact_dsn, register_search_attributes
-from tests.conftest import _bin
+from tests.conftest import venv_binary
 from workflows.search_attributes import CLI_TYPES
 
 FRESH = "fresh"
@@ -42,7 +42,7 @@ async def run_setup(argv: list[str], **kw: Any) -> tuple[int, str, str]:
 async def bare_env() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server whose namespaces know none of our attributes (`default` plus two more)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_bin("temporal"),
+        dev_server_existing_path=venv_binary("temporal"),
         dev_server_extra_args=["--namespace", FRESH, "--namespace", CLASHING],
         ui=False,
     )

@@ -196,10 +196,10 @@ async def test_list_queries(dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch)
 async def test_breached_list(dev_rig: TicketRig) -> None:
     """--breached is the SlaBreached attribute; a breach needs time, so this reads the query."""
     args = cli.build_parser().parse_args(["list", "--breached", "--tier", "L3"])
-    query = cli.list_query(args, None, cli._now())
+    query = cli.list_query(args, None, cli.utc_now())
     assert query == "TicketTier = 'L3' AND SlaBreached = true AND ExecutionStatus = 'Running'"
     args = cli.build_parser().parse_args(["list", "--all", "--assignee", "o'neil"])
-    assert cli.list_query(args, None, cli._now()) == "TicketAssignee = 'o\\'neil'"
+    assert cli.list_query(args, None, cli.utc_now()) == "TicketAssignee = 'o\\'neil'"
 
 
 async def test_opening_an_existing_id_says_so_and_refuses_other_input(dev_rig: TicketRig) -> None:

@@ -81,7 +81,7 @@ def err(text: str) -> None:
 # --- time and formatting ------------------------------------------------------------------------
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -117,7 +117,7 @@ def countdown(label: str, due: datetime, now: datetime) -> str:
 
 
 def render_view(v: TicketView, now: datetime | None = None) -> str:
-    now = now or _now()
+    now = now or utc_now()
     lines = [
         f"ticket {v.ticket_id}: {v.subject}",
         f"  status {v.status} · tier {v.tier} · assignee {v.assignee or '—'} · "
@@ -176,7 +176,7 @@ def render_history(ticket_id: str, events: list[DomainEvent]) -> str:
 
 
 def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
-    now = now or _now()
+    now = now or utc_now()
     if not rows:
         return "no tickets match"
     header = ("TICKET", "STATUS", "PRI", "TIER", "ASSIGNEE", "CUSTOMER", "NEXT DUE", "BREACHED")
@@ -522,7 +522,7 @@ async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as
         events = await tc.history(args.ticket_id)
         out(to_json(events) if as_json else render_history(args.ticket_id, events))
     elif cmd == "list":
-        now = _now()
+        now = utc_now()
         rows = await tc.list(list_query(args, agent, now), limit=args.limit)
         out(to_json(rows) if as_json else render_list(rows, now))
     else:

@@ -36,7 +36,7 @@ from activities.agents import AgentActivities  # noqa: E402
 from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
-from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
+from tests.conftest import TicketRig, register_search_attributes, venv_binary  # noqa: E402
 from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
@@ -249,7 +249,7 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
 @contextlib.asynccontextmanager
 async def _time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_bin("temporal-test-server"),
+        test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     async with env:
@@ -307,7 +307,7 @@ async def record_all(dsn: str, names: list[str]) -> None:
     try:
         await migrate(pool)
         dev = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=_bin("temporal"),
+            dev_server_existing_path=venv_binary("temporal"),
             data_converter=pydantic_data_converter,
             search_attributes=list(ALL_KEYS),
             ui=False,
