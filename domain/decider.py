@@ -218,11 +218,11 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
 
     # Rule 5: a warning only when the breach itself is not already due.
     for metric in ("first_response", "resolution"):
-        due = warning_due(s, metric)  # type: ignore[arg-type]
+        due = warning_due(s, metric)
         sla_due = first_response_due(s) if metric == "first_response" else resolution_due(s)
         if passed(due) and not passed(sla_due):
             assert sla_due is not None
-            emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))  # type: ignore[arg-type]
+            emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))
 
     # Rule 2: first-response breach escalates one tier, which also restarts the tier clock.
     fr_due = first_response_due(s)

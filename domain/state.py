@@ -127,10 +127,10 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
         case ev.SlaWarning():
             return replace(s, warned=s.warned | {data.metric})
         case ev.SlaBreached():
-            record = BreachRecord(data.metric, data.tier, data.due_at, at)
-            return replace(s, breaches=(*s.breaches, record))
+            breach = BreachRecord(data.metric, data.tier, data.due_at, at)
+            return replace(s, breaches=(*s.breaches, breach))
         case ev.TicketEscalated():
-            record = EscalationRecord(
+            escalation = EscalationRecord(
                 data.from_tier, data.to_tier, data.trigger, data.reason, data.agent_id, at
             )
             return replace(
@@ -138,7 +138,7 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
                 tier=data.to_tier,
                 tier_entered_at=at,
                 assignee=None,
-                escalations=(*s.escalations, record),
+                escalations=(*s.escalations, escalation),
             )
         case ev.PriorityChanged():
             return replace(s, priority=data.to_priority)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 # Store functions take either a pool (they acquire a connection) or a connection (they use it,
 # joining its transaction if one is open: how tests hold a transaction open on purpose).
-Executor = asyncpg.Pool | asyncpg.Connection
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 
 @asynccontextmanager

@@ -51,8 +51,10 @@ M = timedelta(minutes=1)
 S = timedelta(seconds=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def calendar(timezone: str = "Europe/Berlin", **fields: Any) -> BusinessHoursCalendar:
@@ -101,7 +103,7 @@ class Ticket:
             ticket_id="T-1",
             subject="Printer on fire",
             customer_id="acme",
-            priority=priority,  # type: ignore[arg-type]
+            priority=priority,
         )
         self.record(decide(None, Open(ticket=ticket, policy=policy), opened_at), opened_at)
 

@@ -99,7 +99,7 @@ async def test_clocks_and_request_ids_survive_continue_as_new(
     after = await h.query("state", result_type=TicketView)
     assert after.tier == "L2"
     assert [(b.metric, b.due_at) for b in after.sla.breaches] == [("first_response", due)]
-    stored = await read_ticket(rig.pool, tid)
-    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
-    assert [e.event_type for e in stored].count("TicketEscalated") == 1
+    stored_rows = await read_ticket(rig.pool, tid)
+    assert [e.seq for e in stored_rows] == list(range(1, len(stored_rows) + 1))
+    assert [e.event_type for e in stored_rows].count("TicketEscalated") == 1
     assert await stored_view(rig, tid) == after

@@ -187,7 +187,7 @@ def notice(ticket_id: str = "T-1", kind: str = "breach", tier: str = "L2") -> No
     return Notification(
         notification_id=f"{uuid.uuid4()}:{kind}",
         ticket_id=ticket_id,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         tier=tier,
         subject="Refund <not> received",
         message="resolution SLA breached (was due 2026-11-27 10:00:00+00:00)",

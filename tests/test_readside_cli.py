@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
 
 import readside
 from reports.timeline import compare, timeline
@@ -33,12 +34,12 @@ async def db(pg_dsn: str, db_pool: asyncpg.Pool) -> AsyncIterator[tuple[asyncpg.
         yield made
 
 
-async def cli(pool: asyncpg.Pool, *argv: str, **kw: object) -> tuple[int, str, str]:
+async def cli(pool: asyncpg.Pool, *argv: str, client: Client | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     args = readside.build_parser().parse_args(list(argv))
     code = await readside.run(
-        args, pool, settings=Settings(), out=out, err=err, now=lambda: NOW, **kw
-    )  # type: ignore[arg-type]
+        args, pool, settings=Settings(), client=client, out=out, err=err, now=lambda: NOW
+    )
     return code, out.getvalue(), err.getvalue()
 
 

@@ -89,7 +89,8 @@ def fixture() -> tuple[list[Ticket], list[Escalation]]:
         elif status == "resolved":
             resolved_at = done
         elif status == "closed":
-            resolved_at, closed_at = done, done + timedelta(hours=72)  # type: ignore[operator]
+            assert done is not None
+            resolved_at, closed_at = done, done + timedelta(hours=72)
         triggers = trig.split()
         tickets.append(
             Ticket(

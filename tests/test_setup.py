@@ -140,7 +140,9 @@ class FakeOperator:
     async def list_search_attributes(self, req: ListSearchAttributesRequest) -> Any:
         if self.list_fails:
             raise self.list_fails
-        return ListSearchAttributesResponse(custom_attributes=self.existing)
+        return ListSearchAttributesResponse(
+            custom_attributes={k: IndexedValueType.ValueType(v) for k, v in self.existing.items()}
+        )
 
     async def add_search_attributes(self, req: AddSearchAttributesRequest) -> Any:
         if self.add_fails:

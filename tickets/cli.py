@@ -241,9 +241,9 @@ class _Exit(Exception):
         self.status = status
 
 
-def _common() -> argparse.ArgumentParser:
+def _common() -> _Parser:
     """Options every command accepts, before or after the command name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     sup = argparse.SUPPRESS
     common.add_argument(
         "--agent", default=sup, help="your agent id (default: env TICKETS_AGENT)", metavar="ID"
@@ -258,8 +258,8 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _action_opts() -> argparse.ArgumentParser:
-    opts = argparse.ArgumentParser(add_help=False)
+def _action_opts() -> _Parser:
+    opts = _Parser(add_help=False)
     opts.add_argument(
         "--request-id",
         help="idempotency key: repeating an action with the same id is a no-op",
@@ -570,13 +570,10 @@ async def _main(argv: Sequence[str] | None, client: TicketClient | Client | None
             if client is not None:
                 tc = TicketClient(client, settings.task_queue)
             else:
-                overrides: dict[str, str] = {}
                 if getattr(args, "address", None):
-                    overrides["temporal_address"] = args.address
+                    settings = dataclasses.replace(settings, temporal_address=args.address)
                 if getattr(args, "namespace", None):
-                    overrides["namespace"] = args.namespace
-                if overrides:
-                    settings = dataclasses.replace(settings, **overrides)
+                    settings = dataclasses.replace(settings, namespace=args.namespace)
                 tc = await TicketClient.connect(settings)
         return await _run(tc, args, agent, as_json)
     except UsageError as exc:

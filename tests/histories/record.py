@@ -125,7 +125,7 @@ async def malformed_signals(rig: TicketRig) -> None:
 
 
 async def invalid_input(rig: TicketRig) -> None:
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"ticket_id": "T 1", "subject": "", "customer_id": "c", "extra": 1},
         {"ticket_id": "T-nope", "subject": "s", "customer_id": "c", "policy": "nope"},
     ]
