@@ -5,6 +5,9 @@ an untracked file works on one machine and nowhere else. So every relative link 
 Markdown file must name a file or directory of the repository, and an `#anchor` into a Markdown
 file must name one of its headings (by GitHub's slug rules) or an HTML anchor in it. Code blocks
 and inline code are not links; `http(s):` and `mailto:` links are not checked.
+
+Code cites the docs the same way (`docs/contract.md#escalation-rules` in a docstring): those
+citations, written relative to the repository root, must resolve too.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ INLINE_LINK = re.compile(
 REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*(<[^>\n]*>|\S+)", re.M)
 HTML_ANCHOR = re.compile(r"<a\s[^>]*\b(?:id|name)\s*=\s*[\"']([^\"']+)[\"']", re.I)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# A citation of a Markdown file of the repository in code or configuration, from the root.
+CITATION = re.compile(r"(?<![\w./-])((?:docs|bench)/[\w.-]+\.md|README\.md)(?:#([\w-]+))?")
+CITING_SUFFIXES = (".py", ".toml", ".yml", ".yaml", ".cfg", ".sh")
+CITING_NAMES = ("Dockerfile", "run")
 MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 HTML_TAG = re.compile(r"<[^>]+>")
 
@@ -159,6 +166,30 @@ def check_links(root: Path, markdown: list[str], present: set[str]) -> list[Prob
     return problems
 
 
+def check_citations(root: Path, sources: list[str], present: set[str]) -> list[Problem]:
+    """Problems with the `docs/<file>.md#anchor` citations in code and configuration files."""
+    anchor_cache: dict[str, set[str]] = {}
+    problems: list[Problem] = []
+    for name in sources:
+        text = (root / name).read_text(encoding="utf-8", errors="replace")
+        for m in CITATION.finditer(text):
+            target, fragment = m.group(1), m.group(2)
+            line = text.count("\n", 0, m.start()) + 1
+            if target not in present:
+                problems.append(
+                    Problem(name, line, m.group(0), f"{target} is not a file of the repository")
+                )
+                continue
+            if fragment:
+                if target not in anchor_cache:
+                    anchor_cache[target] = anchors((root / target).read_text(encoding="utf-8"))
+                if fragment not in anchor_cache[target]:
+                    problems.append(
+                        Problem(name, line, m.group(0), f"{target} has no heading #{fragment}")
+                    )
+    return problems
+
+
 def _repository_files() -> set[str]:
     """Tracked files, and new ones not ignored (about to be committed), that exist on disk."""
     out = subprocess.run(
@@ -179,6 +210,37 @@ def test_every_relative_link_in_the_repository_resolves() -> None:
     assert "README.md" in markdown and "docs/contract.md" in markdown
     problems = check_links(ROOT, markdown, present)
     assert not problems, "broken links:\n" + "\n".join(map(str, problems))
+
+
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout"
+)
+def test_every_docs_citation_in_code_resolves() -> None:
+    present = _repository_files()
+    this = Path(__file__).resolve().relative_to(ROOT).as_posix()  # its examples are bad on purpose
+    sources = sorted(
+        f
+        for f in present
+        if (f.endswith(CITING_SUFFIXES) or Path(f).name in CITING_NAMES) and f != this
+    )
+    assert "worker.py" in sources
+    problems = check_citations(ROOT, sources, present)
+    assert not problems, "stale citations:\n" + "\n".join(map(str, problems))
+
+
+def test_a_stale_citation_in_code_is_named(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "contract.md").write_text("# Contract\n\n## Escalation rules\n")
+    (tmp_path / "worker.py").write_text(
+        '"""Rules: docs/contract.md#escalation-rules, docs/contract.md#queries."""\n'
+        "# see docs/missing.md and ../shared/docs/contract.md (not a root citation)\n"
+    )
+    present = {"docs/contract.md", "worker.py"}
+    problems = check_citations(tmp_path, ["worker.py"], present)
+    assert [(p.line, p.link, p.reason) for p in problems] == [
+        (1, "docs/contract.md#queries", "docs/contract.md has no heading #queries"),
+        (2, "docs/missing.md", "docs/missing.md is not a file of the repository"),
+    ]
 
 
 @pytest.mark.parametrize(
