@@ -1,6 +1,6 @@
 """Worker entry point: migrates the event store, then runs TicketWorkflow and its activities.
 
-Configuration is the environment (CONTRACT.md, Configuration); see README.
+Configuration is the environment (docs/contract.md#configuration, docs/configuration.md).
 """
 
 from __future__ import annotations

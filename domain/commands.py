@@ -1,6 +1,7 @@
 """What callers send: the input that opens a ticket and the payload of every action.
 
-These are the public contract (CONTRACT.md): snake_case keys, unknown keys rejected.
+These are the public contract (docs/contract.md#openticket, #actions): snake_case keys, unknown
+keys rejected.
 """
 
 from __future__ import annotations

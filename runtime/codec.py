@@ -1,4 +1,5 @@
-"""Optional encryption of every Temporal payload, because ticket text is PII (README, PII).
+"""Optional encryption of every Temporal payload, because ticket text is PII
+(docs/configuration.md#encrypting-ticket-text-pii).
 
 Off unless ESCALATION_CODEC_KEYS is set. Then each payload the client or worker sends to
 Temporal (inputs, results, signals, updates, queries, activity arguments, failures' details,

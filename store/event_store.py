@@ -1,4 +1,4 @@
-"""The append-only event store: `ticket_events` in PostgreSQL (CONTRACT.md, Event store).
+"""The append-only event store: `ticket_events` in PostgreSQL (docs/contract.md#event-store).
 
 Appends are exactly-once under retries: an event already stored under the same
 (ticket_id, seq, event_id) is recognised and skipped. Every append takes one global,

@@ -311,7 +311,8 @@ async def test_ticket_text_never_reaches_temporal_in_the_clear(
         assert _contains_any(values.encode(), TEXTS) == []
         await handle.terminate("test finished")
 
-    # The event store is not encrypted (README says so): the text is there, for the read side.
+    # The event store is not encrypted (docs/configuration.md#encrypting-ticket-text-pii says
+    # so): the text is there, for the read side.
     stored = await db_pool.fetchval(
         "SELECT string_agg(payload::text, ' ') FROM ticket_events WHERE ticket_id = $1", ticket_id
     )

@@ -1,4 +1,5 @@
-"""Business-hours calendars (CONTRACT.md rule 8, second sentence) against a minute-by-minute oracle.
+"""Business-hours calendars (docs/contract.md#escalation-rules, rule 8, second sentence) against
+a minute-by-minute oracle.
 
 The meaning being checked, in words: an opening interval `HH:MM-HH:MM` on a local date is open
 from the first instant the local clock reads the start time (or later) until the first instant it

@@ -1,4 +1,5 @@
-"""Active time (CONTRACT.md rule 8): pauses cut out of the calendar's time, checked against oracles.
+"""Active time (docs/contract.md#escalation-rules, rule 8): pauses cut out of the calendar's
+time, checked against oracles.
 
 Pause sets are ordered and non-overlapping (they may touch, may be empty stretches, and the last
 may still be running), exactly what a ticket's `pending`/`resolved` stretches look like.

@@ -1,6 +1,6 @@
 """Business-hours calendars by example: named regressions with exact instants, the policy file's
 `[calendars.*]` tables, the calendar recorded in the policy for replay, and a ticket that escalates
-at the calendar's due time (CONTRACT.md rule 8 and "SLA policy file (TOML)").
+at the calendar's due time (docs/contract.md#escalation-rules rule 8, and #policy-file).
 
 The random comparisons against a minute-by-minute oracle are in test_domain_business_hours.py.
 """

@@ -1,4 +1,4 @@
-"""Input validation (CONTRACT.md "Workflow input: OpenTicket" and "Actions")."""
+"""Input validation (docs/contract.md#openticket and #actions)."""
 
 from __future__ import annotations
 

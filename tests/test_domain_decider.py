@@ -1,4 +1,4 @@
-"""The decider, rule by rule (CONTRACT.md "Actions", "Escalation rules", "Queries").
+"""The decider, rule by rule (docs/contract.md#actions, #escalation-rules, #queries).
 
 Pure: no Temporal, no clock. A `Story` opens a ticket, sends actions and ticks at chosen instants;
 every decided payload is stamped into a `DomainEvent` envelope (seq, uuid, occurred_at=now),

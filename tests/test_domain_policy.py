@@ -1,4 +1,4 @@
-"""Durations and SLA policies (CONTRACT.md "SLA policy file (TOML)")."""
+"""Durations and SLA policies (docs/contract.md#policy-file)."""
 
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def test_parsed_policy_round_trips_through_json_and_a_ticket_event() -> None:
 
 
 def test_contract_example_file_parses() -> None:
-    """The file shown in CONTRACT.md, with `[calendars.office]`, is a valid policy file."""
+    """The file in docs/contract.md#policy-file, with `[calendars.office]`, is a valid policy."""
     text = (
         """
 [policies.default]

@@ -1,4 +1,4 @@
-"""The ticket's search attributes (CONTRACT.md): one place for names and types."""
+"""The ticket's search attributes (docs/contract.md#search-attributes): names and types, once."""
 
 from __future__ import annotations
 
