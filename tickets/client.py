@@ -347,7 +347,8 @@ class TicketClient:
 
     async def list(self, query: str = "", limit: int | None = 100) -> builtins.list[TicketSummary]:
         """Tickets matching a visibility query over the search attributes
-        (docs/contract.md#search-attributes), e.g. `TicketTier='L2' AND TicketStatus='open'`. Only TicketWorkflow runs are returned."""
+        (docs/contract.md#search-attributes), e.g. `TicketTier='L2' AND TicketStatus='open'`.
+        Only TicketWorkflow runs are returned."""
         clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
         if query.strip():
             clauses.append(f"({query})")
