@@ -34,6 +34,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     # By full name: `from workflows import ...` would make the sandbox a copy of the module.
     import workflows.history_budget as history_budget
+    from activities.agents import AgentActivities
+    from activities.event_store import AppendBatch, EventStoreActivities
+    from activities.policy import PolicyActivities
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
     from domain.calendar import local_time
@@ -41,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.decider import Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
-    from domain.policy import Policy
     from domain.state import TicketState, deadlines, evolve, fold, renotify_due
     from domain.view import TicketView, view
     from workflows import search_attributes as sa
@@ -172,11 +174,14 @@ class TicketWorkflow:
         except InvalidTicket as exc:
             raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
         try:
-            execute = workflow.execute_local_activity if self._v2 else workflow.execute_activity
+            execute = (
+                workflow.execute_local_activity_method
+                if self._v2
+                else workflow.execute_activity_method
+            )
             policy = await execute(
-                "resolve_policy",
+                PolicyActivities.resolve_policy,
                 ticket.policy,
-                result_type=Policy,
                 start_to_close_timeout=timedelta(seconds=10),
                 summary=f"resolve policy {ticket.policy}",
             )
@@ -314,9 +319,9 @@ class TicketWorkflow:
             if self._outbox:
                 batch = self._outbox[:APPEND_BATCH_MAX]
                 try:
-                    await workflow.execute_activity(
-                        "append_events",
-                        {"ticket_id": batch[0].ticket_id, "events": batch},
+                    await workflow.execute_activity_method(
+                        EventStoreActivities.append_events,
+                        AppendBatch(ticket_id=batch[0].ticket_id, events=batch),
                         start_to_close_timeout=timedelta(seconds=30),
                         retry_policy=APPEND_RETRY,
                         summary=_append_summary(batch),
@@ -348,8 +353,8 @@ class TicketWorkflow:
 
     async def _notify(self, notice: Notification) -> None:
         try:
-            await workflow.execute_activity(
-                "notify",
+            await workflow.execute_activity_method(
+                EventStoreActivities.notify,
                 notice,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
@@ -423,10 +428,9 @@ class TicketWorkflow:
             tier=self._state.tier,
             tiers=self._state.policy.tiers,
         )
-        return await workflow.execute_local_activity(
-            "authorize",
+        return await workflow.execute_local_activity_method(
+            AgentActivities.authorize,
             request,
-            result_type=Decision,
             start_to_close_timeout=timedelta(seconds=10),
             summary=f"authorize {agent_id}: {name}",
         )
