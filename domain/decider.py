@@ -103,7 +103,7 @@ def _refuse(state: TicketState, action: cmd.Action) -> ActionRejected:
 
 
 def _decide_action(state: TicketState, a: cmd.Action) -> list[ev.EventPayload]:
-    if state.status == "closed":
+    if state.is_terminal:
         raise _refuse(state, a)
     resolved = state.status == "resolved"
     rid = a.request_id
@@ -210,7 +210,7 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
     def passed(due: datetime | None) -> bool:
         return due is not None and due <= now
 
-    if s.status == "closed":
+    if s.is_terminal:
         return out
     if passed(auto_close_due(s)):
         emit(ev.TicketClosed(trigger="auto"))

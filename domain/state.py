@@ -55,6 +55,15 @@ class TicketState:
     breaches: tuple[BreachRecord, ...] = ()
     escalations: tuple[EscalationRecord, ...] = ()
     request_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # Reminders of a breached resolution at the top tier (rule 4): notices, not events, so a
+    # fold of the store starts them at none; the workflow keeps them with the state it carries.
+    reminders_sent: int = 0
+    last_reminder_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Closed: nothing more happens to the ticket (resolved can still reopen)."""
+        return self.status == "closed"
 
     @property
     def calendar(self) -> Calendar:
@@ -153,12 +162,32 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
     raise ValueError(f"no evolve rule for {data.event_type}")
 
 
+class EventMismatch(ValueError):
+    """An event that does not belong where it is applied: another ticket's, or out of order.
+    A bug of the caller (the store and the workflow keep seqs gapless), never a refusal."""
+
+
 def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
-    """The Decider's evolve: state after one stored event."""
+    """The Decider's evolve: state after one stored event, whose envelope must follow it."""
+    if state is not None:
+        if event.ticket_id != state.ticket_id:
+            raise EventMismatch(
+                f"event {event.event_id} (seq {event.seq}) is of ticket {event.ticket_id!r},"
+                f" not of ticket {state.ticket_id!r}"
+            )
+        if event.seq != state.version + 1:
+            raise EventMismatch(
+                f"ticket {state.ticket_id}: event {event.event_type} has seq {event.seq}, but"
+                f" {state.version} events are applied (the next is seq {state.version + 1})"
+            )
     data = event.data()
     if isinstance(data, ev.TicketOpened):
         if state is not None:
             raise ValueError(f"ticket {event.ticket_id} is already open (seq {event.seq})")
+        if event.seq != 1:
+            raise EventMismatch(
+                f"ticket {event.ticket_id}: TicketOpened has seq {event.seq}; it is seq 1"
+            )
         return TicketState(
             ticket_id=event.ticket_id,
             subject=data.subject,
@@ -227,15 +256,14 @@ def auto_close_due(state: TicketState) -> datetime | None:
     return state.resolved_at + state.policy.auto_close_after
 
 
-def renotify_due(
-    state: TicketState, last_notice_at: datetime | None, sent: int = 0
-) -> datetime | None:
+def renotify_due(state: TicketState) -> datetime | None:
     """Next reminder for a resolution breach at the top tier (rule 4), in active time; none
     once `renotify_max` reminders were sent, so nothing spams forever."""
     if state.status in ("resolved", "closed") or not state.at_top_tier:
         return None
-    if sent >= state.policy.renotify_max:
+    if state.reminders_sent >= state.policy.renotify_max:
         return None
+    last_notice_at = state.last_reminder_at
     breach_at = [b.at for b in state.breaches if b.metric == "resolution"]
     if not breach_at:
         return None
@@ -243,9 +271,14 @@ def renotify_due(
     return _due(state, since, state.policy.renotify_every)
 
 
+def reminded(state: TicketState, at: datetime) -> TicketState:
+    """The state after the reminder due at `at` went out."""
+    return replace(state, reminders_sent=state.reminders_sent + 1, last_reminder_at=at)
+
+
 def deadlines(state: TicketState | None) -> list[tuple[str, datetime]]:
     """Every running deadline with its name, earliest first: what `tick` will decide and when."""
-    if state is None or state.status == "closed":
+    if state is None or state.is_terminal:
         return []
     candidates = [
         ("first response warning", warning_due(state, "first_response")),

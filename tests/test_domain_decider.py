@@ -26,6 +26,7 @@ from domain.state import (
     evolve,
     first_response_due,
     next_deadline,
+    reminded,
     renotify_due,
     resolution_due,
     tier_due,
@@ -390,16 +391,16 @@ def test_resolution_breach_at_top_tier_renotifies_every_renotify_every() -> None
     story.act("respond", at(minutes=1), agent_id="ann")
     story.run_until(at(hours=4))
     assert story.s.at_top_tier
-    assert renotify_due(story.s, None) == at(hours=5)
-    assert renotify_due(story.s, at(hours=5)) == at(hours=6)
+    assert renotify_due(story.s) == at(hours=5)
+    assert renotify_due(reminded(story.s, at(hours=5))) == at(hours=6)
     # paused while pending, counted in active time after the reply
     story.act("await_customer", at(hours=4, minutes=30), agent_id="ann")
-    assert renotify_due(story.s, None) is None
+    assert renotify_due(story.s) is None
     story.act("customer_replied", at(hours=5, minutes=30))
-    assert renotify_due(story.s, None) == at(hours=6)
+    assert renotify_due(story.s) == at(hours=6)
     # until resolved
     story.act("resolve", at(hours=5, minutes=45), agent_id="ann", resolution="done")
-    assert renotify_due(story.s, None) is None
+    assert renotify_due(story.s) is None
 
 
 def test_no_renotify_below_the_top_tier_and_from_tier_entry_once_at_top() -> None:
@@ -410,15 +411,15 @@ def test_no_renotify_below_the_top_tier_and_from_tier_entry_once_at_top() -> Non
     story.act("respond", at(minutes=1), agent_id="ann")
     story.run_until(at(hours=4))
     assert [(b.metric, b.tier) for b in story.s.breaches] == [("resolution", "L1")]
-    assert renotify_due(story.s, None) is None  # breached, but not at the top tier
+    assert renotify_due(story.s) is None  # breached, but not at the top tier
     story.act(
         "request_escalation", at(hours=4, minutes=30), agent_id="ann", reason="r", to_tier="L3"
     )
-    assert renotify_due(story.s, None) == at(hours=5, minutes=30)
+    assert renotify_due(story.s) == at(hours=5, minutes=30)
     fresh = Story("urgent")
     fresh.act("respond", at(minutes=1), agent_id="ann")
     fresh.act("request_escalation", at(minutes=2), agent_id="ann", reason="r", to_tier="L3")
-    assert renotify_due(fresh.s, None) is None  # at the top tier, but not breached
+    assert renotify_due(fresh.s) is None  # at the top tier, but not breached
 
 
 # ================================================================================================

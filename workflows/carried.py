@@ -26,5 +26,6 @@ class Carried(BaseModel):
     state: TicketState | None = None
     recent: list[ev.DomainEvent] = []  # the last few, for the `history` query
     events: list[ev.DomainEvent] = []
+    # Runs of 0.2.0 and before carried the reminder bookkeeping here; the state holds it now.
     last_reminder_at: datetime | None = None
     reminders_sent: int = 0

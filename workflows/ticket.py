@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.decider import Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
-    from domain.state import TicketState, deadlines, evolve, fold, renotify_due
+    from domain.state import TicketState, deadlines, evolve, fold, reminded, renotify_due
     from domain.view import TicketView, view
     from workflows import search_attributes as sa
     from workflows.carried import Carried
@@ -90,8 +91,6 @@ class TicketWorkflow:
         self._changed = False
         # One action at a time, in arrival order: authorization awaits an activity.
         self._action_lock = asyncio.Lock()
-        self._last_reminder_at: datetime | None = None
-        self._reminders_sent = 0
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
         self._sending = 0  # notify activities in flight (first release: awaited by the appender)
@@ -108,8 +107,13 @@ class TicketWorkflow:
                 self._events = list(carried.events)
                 self._state = fold(self._events)
             self._appended_seq = self._state.version if self._state is not None else 0
-            self._last_reminder_at = carried.last_reminder_at
-            self._reminders_sent = carried.reminders_sent
+            if self._state is not None and carried.reminders_sent:
+                # Runs of 0.2.0 carried the reminder count beside the state; now it is inside.
+                self._state = replace(
+                    self._state,
+                    reminders_sent=carried.reminders_sent,
+                    last_reminder_at=carried.last_reminder_at,
+                )
 
     # --- run ----------------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class TicketWorkflow:
         if self._state is None:
             await self._open(input)
         self._publish()
-        while self._state is not None and self._state.status != "closed":
+        while self._state is not None and not self._state.is_terminal:
             await self._wait_for_next_deadline()
             self._raise_if_fatal()
             self._record(decide(self._state, Tick(), self._clock()))
@@ -133,8 +137,6 @@ class TicketWorkflow:
                         Carried(
                             state=self._state,
                             recent=self._events[-history_budget.CARRIED_EVENTS :],
-                            last_reminder_at=self._last_reminder_at,
-                            reminders_sent=self._reminders_sent,
                         ),
                     ]
                 )
@@ -209,7 +211,7 @@ class TicketWorkflow:
         assert self._state is not None
         self._changed = False
         upcoming = deadlines(self._state)
-        reminder_at = renotify_due(self._state, self._last_reminder_at, self._reminders_sent)
+        reminder_at = renotify_due(self._state)
         if reminder_at is not None:
             upcoming.append(("resolution breach reminder", reminder_at))
             upcoming.sort(key=lambda d: d[1])
@@ -231,8 +233,7 @@ class TicketWorkflow:
         else:
             await workflow.wait_condition(woken)
         if reminder_at is not None and self._clock() >= reminder_at:
-            self._last_reminder_at = reminder_at
-            self._reminders_sent += 1
+            self._state = reminded(self._state, reminder_at)
             self._notices.append(reminder(self._state, reminder_at))
 
     async def _sleep_until(
