@@ -68,3 +68,11 @@ def test_the_production_install_has_no_dev_stack() -> None:
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
     installs = re.findall(r"pip install ([^\s\\]+)", dockerfile)
     assert installs == ["."], installs  # no extras in the image
+
+
+def test_the_version_is_the_release_the_latest_patch_names() -> None:
+    """pyproject said 0.1.0 while the workflow's patches spoke of 0.2."""
+    from workflows.ticket import RELEASE_0_2
+
+    major, minor, *_ = PYPROJECT["project"]["version"].split(".")
+    assert RELEASE_0_2 == f"release-{major}.{minor}"
