@@ -26,6 +26,7 @@ from temporalio.client import Client
 
 from domain.durations import parse_duration
 from domain.events import DomainEvent
+from reports.printable import visible_lines
 from reports.render import render_html, render_text
 from reports.sla import Escalation, Report, Ticket, build_report
 from reports.timeline import compare, render_timeline, timeline
@@ -184,7 +185,7 @@ async def run(
         diffs = await projections.check(pool)
         cp = await projections.checkpoint(pool)
         for d in diffs:
-            out.write(d + "\n")
+            out.write(visible_lines(d) + "\n")
         out.write(
             f"{len(diffs)} differences between the read models and the log"
             f" (up to position {cp.position})\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from html import escape
 
+from reports.printable import visible
 from reports.sla import (
     AGE_BUCKETS,
     DIMENSION_TITLES,
@@ -50,6 +51,7 @@ def table(headers: list[str], rows: list[list[str]], align: str | None = None) -
     """A plain-text table. `align` has one `l` or `r` per column; by default the first column
     is left-aligned and the others (numbers) right-aligned."""
     align = align or "l" + "r" * (len(headers) - 1)
+    rows = [[visible(c) for c in r] for r in rows]  # ticket text: no terminal escapes
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: list[str]) -> str:

@@ -38,7 +38,8 @@ async def test_the_readme_start_example_opens_a_ticket_with_a_summary(
     argv[argv.index("--task-queue") + 1] = task_queue
     target = dev_env.client.service_client.config.target_host
     async with ticket_worker(dev_env.client, task_queue, db_pool):
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             [venv_binary("temporal"), *argv[1:], "--address", target],
             check=True,
             capture_output=True,

@@ -25,6 +25,7 @@ from domain.durations import parse_duration
 from domain.events import DomainEvent
 from domain.policy import PRIORITIES
 from domain.view import TicketView
+from reports.printable import visible, visible_lines
 from reports.timeline import render_timeline, timeline
 from runtime.config import Settings
 from runtime.process import exit_now
@@ -69,13 +70,13 @@ _STDERR: ContextVar[TextIO | None] = ContextVar("tickets_stderr", default=None)
 
 def out(text: str) -> None:
     try:
-        print(text, file=_STDOUT.get() or sys.stdout)
+        print(visible_lines(text), file=_STDOUT.get() or sys.stdout)
     except BrokenPipeError:
         pass  # the reader closed the pipe (`tickets list | head`): the rest is not wanted
 
 
 def err(text: str) -> None:
-    print(text, file=_STDERR.get() or sys.stderr)
+    print(visible_lines(text), file=_STDERR.get() or sys.stderr)
 
 
 # --- time and formatting ------------------------------------------------------------------------
@@ -119,10 +120,11 @@ def countdown(label: str, due: datetime, now: datetime) -> str:
 def render_view(v: TicketView, now: datetime | None = None) -> str:
     now = now or utc_now()
     lines = [
-        f"ticket {v.ticket_id}: {v.subject}",
+        f"ticket {v.ticket_id}: {visible(v.subject)}",
         f"  status {v.status} · tier {v.tier} · assignee {v.assignee or '—'} · "
         f"priority {v.priority}",
-        f"  customer {v.customer_id} · category {v.category or '—'} · policy {v.policy}"
+        f"  customer {visible(v.customer_id)} · category {visible(v.category or '—')}"
+        f" · policy {v.policy}"
         f" · opened {clock(v.opened_at, now)} ({ago(now - v.opened_at)} ago)",
     ]
     sla = []
@@ -154,7 +156,7 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
         lines.append("  escalations:")
         for e in v.escalations:
             who = f" by {e.agent_id}" if e.agent_id else ""
-            why = f": {e.reason}" if e.reason else ""
+            why = f": {visible(e.reason)}" if e.reason else ""
             lines.append(
                 f"    {e.from_tier} → {e.to_tier} {clock(e.at, now)} ({e.trigger}{who}){why}"
             )
