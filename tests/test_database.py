@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from runtime.config import PROJECT_ROOT
 
@@ -50,6 +51,7 @@ def _wait_gone(pid: int, timeout: float = 10) -> bool:
     return not psutil.pid_exists(pid)
 
 
+@pytest.mark.slow
 def test_a_one_shot_command_stops_the_server_it_started_despite_a_dead_handle(
     tmp_path: Path,
 ) -> None:

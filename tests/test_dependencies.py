@@ -4,9 +4,11 @@ Dockerfile's `pip install .`) carries none of the dev stack."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from importlib.metadata import packages_distributions
 
 from runtime.config import PROJECT_ROOT
@@ -34,9 +36,14 @@ def _imports(path: str) -> set[str]:
     return found
 
 
+@functools.cache
+def _installed() -> Mapping[str, list[str]]:
+    return packages_distributions()  # reads every installed distribution's metadata: once
+
+
 def _distributions(modules: set[str]) -> set[str]:
     own = set(PRODUCT) | {m.removesuffix(".py") for m in TOP_MODULES}
-    mapping = packages_distributions()
+    mapping = _installed()
     out = set()
     for module in modules - own - set(sys.stdlib_module_names):
         assert module in mapping, f"{module} is imported but no installed distribution has it"

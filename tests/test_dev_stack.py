@@ -158,6 +158,7 @@ def _gone(pid: int) -> bool:
     return not dev.pid_alive(pid)
 
 
+@pytest.mark.slow
 def test_real_postgres_and_temporal_start_answer_and_stop(tmp_path: Path) -> None:
     """Integration: the real embedded PostgreSQL and `temporal server start-dev`, on free ports."""
     import asyncpg

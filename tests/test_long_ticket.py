@@ -43,6 +43,7 @@ async def test_carried_state_round_trips_through_json(rig: TicketRig) -> None:
 
 
 @pytest.mark.devserver
+@pytest.mark.slow
 async def test_a_long_ticket_continues_as_new_and_loses_nothing(
     dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
