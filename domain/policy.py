@@ -155,6 +155,8 @@ def parse_date_hours(key: Any, value: Any) -> tuple[date, str]:
         raise ValueError(f"{value!r} is not opening hours: write e.g. '09:00-13:00' or {CLOSED!r}")
     if value.strip() == CLOSED:
         return day, CLOSED
+    if not value.strip():
+        raise ValueError(f"empty opening hours: write {CLOSED!r} to close the date")
     return day, format_hours(parse_hours(value))
 
 

@@ -496,11 +496,9 @@ def test_a_calendar_open_all_week_counts_every_real_second(
 ) -> None:
     """00:00-24:00 every day: in any zone and across any DST change, business time is real time,
     under either gap rule."""
-    spec = CalendarSpec(
-        name="always-open",
-        timezone=zone,
-        dst_gap=rule,
-        **dict.fromkeys(WEEKDAYS, "00:00-24:00"),
+    spec = CalendarSpec.model_validate(
+        {"name": "always-open", "timezone": zone, "dst_gap": rule}
+        | dict.fromkeys(WEEKDAYS, "00:00-24:00")
     )
     cal = BusinessHoursCalendar(spec)
     start = data.draw(instants(zone)) + data.draw(st.integers(0, 59)) * SECOND
