@@ -262,7 +262,9 @@ class CalendarSpec(BaseModel):
     def __hash__(self) -> int:
         # frozen, but `dates` is a dict: hash its items (calendars are cached per spec)
         return hash(
-            tuple(tuple(v.items()) if isinstance(v, dict) else v for v in self.__dict__.values())
+            tuple(
+                frozenset(v.items()) if isinstance(v, dict) else v for v in self.__dict__.values()
+            )
         )
 
     def week(self) -> tuple[tuple[Interval, ...], ...]:
