@@ -22,7 +22,7 @@ so the oracles are exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -467,6 +467,40 @@ def test_add_active_matches_the_minute_oracle(case: Case, data: st.DataObject) -
     if plain:
         k = data.draw(st.integers(1, len(plain)))
         assert case.calendar.add_active(case.start, k * MINUTE) == plain[k - 1] + MINUTE
+
+
+def _union(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(case=cases())
+def test_the_two_gap_rules_differ_only_on_dates_with_a_boundary_in_a_gap(case: Case) -> None:
+    """Tickets keep v1's rule unless a boundary falls into a spring-forward gap: everywhere
+    else both rules open the very same stretches."""
+    other: DstGapRule = "jump" if case.rule == "pep495" else "pep495"
+    twin = BusinessHoursCalendar(case.spec.model_copy(update={"dst_gap": other}))
+    zone = ZoneInfo(case.zone)
+    day = case.start.astimezone(zone).date() - DAY
+    while day <= case.end.astimezone(zone).date() + DAY:
+        midnight = datetime.combine(day, datetime.min.time())
+        walls = [midnight + m * MINUTE for interval in case.hours(day) for m in interval]
+        in_gap = any(
+            w.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) != w
+            for w in walls
+        )
+        if in_gap:
+            event("a date with a boundary in a gap")
+        else:
+            mine, theirs = case.calendar.open_intervals(day), twin.open_intervals(day)
+            assert _union(mine) == _union(theirs), day
+        day += DAY
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
