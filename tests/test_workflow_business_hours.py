@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
@@ -221,9 +222,16 @@ async def test_timer_summary_reads_date_hours_and_names_the_calendar_zone(
             if summaries:
                 break
             await asyncio.sleep(0.02)
+        metadata = await h.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         await rig.finish()
-    warn_at = datetime.fromisoformat(view["opened_at"]) + timedelta(hours=6, minutes=24)
+    opened = datetime.fromisoformat(view["opened_at"])
+    warn_at = opened + timedelta(hours=6, minutes=24)
     assert summaries[:1] == [
         f"first response warning · L1 · due {warn_at.astimezone(BERLIN):%Y-%m-%d %H:%M:%S}"
         " Europe/Berlin"
     ]
+    # the workflow's current details (the UI's "current details") name the nearest due time
+    due = opened + timedelta(hours=8)
+    assert metadata.current_details.endswith(
+        f"next due {due.astimezone(BERLIN):%Y-%m-%d %H:%M:%S} Europe/Berlin"
+    )
