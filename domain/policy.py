@@ -137,12 +137,39 @@ def _to_date(value: Any) -> Any:
 HolidayDate = Annotated[date, BeforeValidator(_to_date)]
 
 
+CLOSED = "closed"
+# How an opening or closing at a wall time inside a spring-forward gap becomes an instant:
+# "jump" (v1): the first instant the clock reads that time or later, i.e. the jump itself;
+# "pep495": the wall time read with the offset before the change (zoneinfo's fold=0), so 02:30
+# on a one-hour jump is 03:30 after it. Calendars resolved before "pep495" existed recorded no
+# `dst_gap`, which reads as "jump": their tickets keep the rule they opened with.
+DstGapRule = Literal["jump", "pep495"]
+DST_GAP_RULE: DstGapRule = "pep495"  # what a calendar resolved from a policy file gets today
+
+
+def parse_date_hours(key: Any, value: Any) -> tuple[date, str]:
+    """One `[calendars.<name>.dates]` entry: an ISO date and its hours (normalised) or "closed"."""
+    day = _to_date(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not opening hours: write e.g. '09:00-13:00' or {CLOSED!r}")
+    if value.strip() == CLOSED:
+        return day, CLOSED
+    if not value.strip():
+        raise ValueError(f"empty opening hours: write {CLOSED!r} to close the date")
+    return day, format_hours(parse_hours(value))
+
+
 class CalendarSpec(BaseModel):
     """A business-hours calendar as resolved at load time, recorded inside the policy.
 
     `holidays` holds every closed date: the file's own list plus, when `holiday_country` is
     given, that country's public holidays for HOLIDAY_YEARS. The weekday hours are normalised
-    text (`09:00-12:00,13:00-17:00`); a day that is None is closed.
+    text (`09:00-12:00,13:00-17:00`); a day that is None is closed. `dates` replaces the weekday
+    hours of single local dates (normalised hours, or "closed"). `dst_gap` names the rule for
+    wall times inside a spring-forward gap (see DstGapRule).
+
+    Recorded exactly as before `dates` and `dst_gap` existed when they are empty and "jump", so
+    a v1 calendar serialises to the bytes its tickets recorded.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -158,6 +185,8 @@ class CalendarSpec(BaseModel):
     sunday: str | None = None
     holidays: tuple[HolidayDate, ...] = ()
     holiday_country: str | None = None
+    dates: dict[date, str] = Field(default_factory=dict)
+    dst_gap: DstGapRule = "jump"
 
     @field_validator("name")
     @classmethod
@@ -187,18 +216,65 @@ class CalendarSpec(BaseModel):
     def _sorted(cls, days: tuple[date, ...]) -> tuple[date, ...]:
         return tuple(sorted(set(days)))
 
+    @field_validator("dates", mode="before")
+    @classmethod
+    def _dates(cls, table: Any) -> dict[date, str]:
+        if not isinstance(table, dict):
+            raise ValueError('must be a table of local dates, e.g. "2026-12-24" = "09:00-13:00"')
+        out: dict[date, str] = {}
+        for key, value in table.items():
+            try:
+                day, hours = parse_date_hours(key, value)
+            except ValueError as exc:
+                raise ValueError(f"{key!r}: {exc}") from None
+            if day in out:
+                raise ValueError(f"{key!r}: {day} is given twice")
+            out[day] = hours
+        return dict(sorted(out.items()))
+
     @model_validator(mode="after")
     def _some_open_hours(self) -> CalendarSpec:
         if not any(getattr(self, day) for day in WEEKDAYS):
+            # Dates alone cannot carry a calendar: a ticket opened after its last date would
+            # never fall due.
             raise ValueError(
                 "no open hours on any weekday: give at least one of monday..sunday, "
-                'e.g. monday = "09:00-17:00"'
+                'e.g. monday = "09:00-17:00" (dates only change single days of the week)'
             )
+        holidays = set(self.holidays)
+        for day, hours in self.dates.items():
+            if hours != CLOSED and day in holidays:
+                raise ValueError(
+                    f"dates.{day}: {day} is a holiday, which is closed whatever dates say"
+                )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_v1_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not data.get("dates", ...):
+            data.pop("dates", None)
+        if data.get("dst_gap") == "jump":
+            del data["dst_gap"]
+        return data
+
+    def __hash__(self) -> int:
+        # frozen, but `dates` is a dict: hash its items (calendars are cached per spec)
+        return hash(
+            tuple(
+                frozenset(v.items()) if isinstance(v, dict) else v for v in self.__dict__.values()
+            )
+        )
 
     def week(self) -> tuple[tuple[Interval, ...], ...]:
         """Opening intervals per weekday, Monday first, in minutes since local midnight."""
         return tuple(parse_hours(text) if (text := getattr(self, day)) else () for day in WEEKDAYS)
+
+    def date_hours(self) -> dict[date, tuple[Interval, ...]]:
+        """Opening intervals of the dates whose hours differ from the week's; () when closed."""
+        return {
+            day: () if hours == CLOSED else parse_hours(hours) for day, hours in self.dates.items()
+        }
 
     def weekly_open(self) -> timedelta:
         """Nominal open time in a week without holidays or DST changes."""
@@ -313,16 +389,20 @@ def _country_holidays(country: str) -> list[date]:
 
 
 def parse_calendar(name: str, table: Any, source: str = "<policy>") -> CalendarSpec:
-    """One `[calendars.<name>]` table, resolved (country holidays expanded to dates)."""
+    """One `[calendars.<name>]` table, resolved (country holidays expanded to dates) with
+    today's DST gap rule."""
     where = f"calendars.{name}"
     if name == ALWAYS:
         raise PolicyError(f"{source}: {where}: the name {ALWAYS!r} is reserved for 24x7")
     if not isinstance(table, dict):
         raise PolicyError(f"{source}: {where} must be a table")
-    if "name" in table:
-        raise PolicyError(f"{source}: {where}.name: unknown field (the table key is the name)")
+    for key in ("name", "dst_gap"):
+        if key in table:
+            hint = " (the table key is the name)" if key == "name" else ""
+            raise PolicyError(f"{source}: {where}.{key}: unknown field{hint}")
+    _check_dates(table, where, source)
     try:
-        spec = CalendarSpec.model_validate({**table, "name": name})
+        spec = CalendarSpec.model_validate({**table, "name": name, "dst_gap": DST_GAP_RULE})
     except ValidationError as exc:
         raise PolicyError(f"{source}: {describe_validation_error(exc, where)}") from exc
     if spec.holiday_country is not None:
@@ -333,8 +413,46 @@ def parse_calendar(name: str, table: Any, source: str = "<policy>") -> CalendarS
                 f"{source}: {where}.holiday_country: unknown country {spec.holiday_country!r}"
                 " (use an ISO 3166 code such as 'DE' or 'US')"
             ) from None
+        for day, hours in spec.dates.items():
+            if hours != CLOSED and day in public:
+                raise PolicyError(
+                    f'{source}: {where}.dates."{day}": {day} is a public holiday of '
+                    f"{spec.holiday_country} (holiday_country), closed whatever dates say"
+                )
         spec = spec.model_copy(update={"holidays": tuple(sorted({*spec.holidays, *public}))})
     return spec
+
+
+def _check_dates(table: dict[str, Any], where: str, source: str) -> None:
+    """Each `dates` entry, named by its key: a date, its hours, and not also a holiday."""
+    dates = table.get("dates", {})
+    if not isinstance(dates, dict):
+        raise PolicyError(
+            f'{source}: {where}.dates must be a table of local dates, e.g. "2026-12-24" = '
+            '"09:00-13:00"'
+        )
+    listed = table.get("holidays", [])
+    holidays = set()
+    for value in listed if isinstance(listed, list) else []:
+        try:
+            holidays.add(_to_date(value))
+        except ValueError:
+            pass  # the model names the bad holiday
+    seen: set[date] = set()
+    for key, value in dates.items():
+        at = f'{where}.dates."{key}"'
+        try:
+            day, _ = parse_date_hours(key, value)
+        except ValueError as exc:
+            raise PolicyError(f"{source}: {at}: {exc}") from None
+        if day in seen:
+            raise PolicyError(f"{source}: {at}: {day} is given twice")
+        if day in holidays:
+            raise PolicyError(
+                f"{source}: {at}: {day} is also in {where}.holidays; a date is either a "
+                "holiday or has its own hours, not both"
+            )
+        seen.add(day)
 
 
 def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str) -> None:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,18 @@ from tests.conftest import TicketRig, register_search_attributes, venv_binary  #
 from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
-from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
+from tests.test_workflow_business_hours import (  # noqa: E402
+    half_day_policies,
+    skip_to_friday_evening,
+    skip_to_half_day_eve,
+)
 from worker import build_worker  # noqa: E402
 from workflows import history_budget  # noqa: E402
 from workflows.search_attributes import ALL_KEYS  # noqa: E402
 
 Driver = Callable[[TicketRig], Awaitable[None]]
+# A scenario's policies, or a function of the server's clock making them (dates in a calendar)
+Policies = dict[str, Policy] | Callable[[datetime], dict[str, Policy]]
 
 
 # --- drivers: the steps of the suite's workflow tests, without their assertions -------------
@@ -166,6 +172,13 @@ async def business_hours(rig: TicketRig) -> None:
     await rig.sleep(timedelta(days=10))
 
 
+async def business_hours_dates(rig: TicketRig) -> None:
+    await skip_to_half_day_eve(rig)
+    h = await rig.open(priority="high", policy="office")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await rig.sleep(timedelta(days=3))
+
+
 async def continue_as_new(rig: TicketRig) -> None:
     """A ticket busy enough to continue as new twice (budget lowered to CAN_BUDGET events),
     a request id repeated across runs, then its clocks firing on the last run."""
@@ -223,7 +236,7 @@ async def authorization(rig: TicketRig) -> None:
 
 
 # name -> (driver, server, policies, agent directory)
-SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] = {
+SCENARIOS: dict[str, tuple[Driver, str, Policies | None, str | None]] = {
     "first_response_breach": (first_response_breach, "time", None, None),
     "tier_timeout_chain": (tier_timeout_chain, "time", None, None),
     "agent_request": (agent_request, "time", None, None),
@@ -237,6 +250,7 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
     "top_tier_reminders": (top_tier_reminders, "time", None, None),
     "close_by_agent": (close_by_agent, "time", None, None),
     "business_hours": (business_hours, "time", OFFICE, None),
+    "business_hours_dates": (business_hours_dates, "time", half_day_policies, None),
     "rejected_updates": (rejected_updates, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
     "continue_as_new": (continue_as_new, "time", None, None),
@@ -267,7 +281,10 @@ async def record(name: str, pool: asyncpg.Pool, dev: WorkflowEnvironment) -> lis
             path.write_text(directory)
             agents = AgentActivities(path)
         task_queue = f"record-{uuid.uuid4()}"
-        chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
+        if callable(policies):
+            chosen = policies(await env.get_current_time())
+        else:
+            chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
         budget = history_budget.CONTINUE_AS_NEW_EVENTS
         if name == "continue_as_new":
             history_budget.CONTINUE_AS_NEW_EVENTS = CAN_BUDGET
