@@ -104,7 +104,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             address = bind_address(settings.metrics_port, settings.metrics_host)
             runtime = prometheus_runtime(address)
             log.info("metrics served", url=f"http://{address}/metrics")
-        client = await connect(settings, runtime=runtime)
+        client = await connect(settings, runtime=runtime, worker=True)
         worker = build_worker(
             client,
             settings.task_queue,

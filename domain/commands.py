@@ -127,6 +127,26 @@ def parse_open_ticket(raw: Any) -> OpenTicket:
         raise InvalidTicket(describe_validation_error(exc)) from exc
 
 
+# Where a payload enters (docs/contract.md#robustness-promises): deeper than this is refused, so
+# nothing recorded from it is too deep to store and read back (JSON parsers stop near 200).
+MAX_PAYLOAD_DEPTH = 32
+
+
+def payload_depth(value: Any, limit: int = MAX_PAYLOAD_DEPTH) -> int:
+    """How deeply lists and objects nest in `value` (a scalar is 0), counted without recursion
+    and only up to `limit` + 1: enough to say "too deep" for a value of any depth."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_action(name: str, raw: Any) -> Action:
     """Validate a raw action payload; ActionRejected names the action and every bad field."""
     model = ACTIONS.get(name)
@@ -138,6 +158,8 @@ def parse_action(name: str, raw: Any) -> Action:
         raw = {}
     if not isinstance(raw, dict):
         raise ActionRejected(f"{name}: payload must be a JSON object, got {type(raw).__name__}")
+    if payload_depth(raw) > MAX_PAYLOAD_DEPTH:
+        raise ActionRejected(f"{name}: payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

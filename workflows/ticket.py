@@ -41,12 +41,20 @@ with workflow.unsafe.imports_passed_through():
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
     from domain.calendar import local_time
-    from domain.commands import Action, Assign, parse_action, parse_open_ticket
+    from domain.commands import (
+        MAX_PAYLOAD_DEPTH,
+        Action,
+        Assign,
+        parse_action,
+        parse_open_ticket,
+        payload_depth,
+    )
     from domain.decider import Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
     from domain.state import TicketState, deadlines, evolve, fold, reminded, renotify_due
     from domain.view import TicketView, view
+    from runtime.codec import UNDECRYPTABLE
     from workflows import search_attributes as sa
     from workflows.carried import Carried
 
@@ -54,6 +62,7 @@ WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
+MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
 
 APPEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -73,6 +82,15 @@ NO_PAYLOAD = RawValue(Payload(metadata={"encoding": b"binary/null"}))
 
 def workflow_id_for(ticket_id: str) -> str:
     return f"ticket-{ticket_id}"
+
+
+class PayloadRefused(ValueError):
+    """A Signal's or Update's payload that is refused before it is read as an action; `kept`
+    is what its ActionRejected may record of it."""
+
+    def __init__(self, reason: str, kept: Any = None) -> None:
+        super().__init__(reason)
+        self.kept = kept
 
 
 class EventStoreFailed(Exception):
@@ -167,7 +185,17 @@ class TicketWorkflow:
     async def _open(self, input: RawValue) -> None:
         info = workflow.info()
         try:
-            ticket = parse_open_ticket(self._decode(input))
+            try:
+                decoded = self._decode(input)
+            except ValueError as exc:
+                if isinstance(input, RawValue) and (
+                    input.payload.metadata.get("encoding") == UNDECRYPTABLE
+                ):
+                    # Most likely this worker lacks a key its peers have: fail the task, so
+                    # it is retried (by a worker that has the key), and say so.
+                    raise RuntimeError(f"ticket input {exc}") from None
+                raise InvalidTicket(f"input: {exc}") from None
+            ticket = parse_open_ticket(decoded)
             if workflow_id_for(ticket.ticket_id) != info.workflow_id:
                 raise InvalidTicket(
                     f"ticket_id: {ticket.ticket_id!r} does not match workflow id"
@@ -402,11 +430,26 @@ class TicketWorkflow:
     # --- actions --------------------------------------------------------------------------------
 
     def _decode(self, raw: RawValue | Any) -> Any:
+        """A payload as JSON values; ValueError, naming why, for one that is too large, does
+        not decrypt (the worker's codec marked it) or does not parse."""
         # The SDK hands over RawValue only when the argument count matches the signature
         # (a one-argument start of the two-parameter run gets the decoded value itself).
-        if isinstance(raw, RawValue):
-            return workflow.payload_converter().from_payload(raw.payload)
-        return raw
+        if not isinstance(raw, RawValue):
+            return raw
+        payload = raw.payload
+        if payload.metadata.get("encoding") == UNDECRYPTABLE:
+            raise PayloadRefused(
+                f"payload does not decrypt ({payload.data.decode('utf-8', 'replace')})"
+            )
+        if len(payload.data) > MAX_PAYLOAD_BYTES:
+            raise PayloadRefused(
+                f"payload of {len(payload.data)} bytes is over the {MAX_PAYLOAD_BYTES} allowed",
+                {"truncated": payload.data[:REJECTED_PAYLOAD_MAX].decode("utf-8", "replace")},
+            )
+        try:
+            return workflow.payload_converter().from_payload(payload)
+        except Exception as exc:  # what the converter raises for bad JSON varies
+            raise PayloadRefused(f"payload does not decode: {exc}") from None
 
     async def _opened(self) -> TicketState:
         """Actions sent with the start (signal- or update-with-start) wait for the ticket."""
@@ -443,8 +486,8 @@ class TicketWorkflow:
             assert self._state is not None
             try:
                 decoded = self._decode(raw)
-            except Exception as exc:  # a payload that does not decode is refused, never fatal
-                self._record([reject(name, f"{name}: payload does not decode: {exc}", None)])
+            except PayloadRefused as exc:  # refused, never fatal
+                self._record([reject(name, f"{name}: {exc}", exc.kept)])
                 return
             try:
                 action = parse_action(name, decoded)
@@ -469,6 +512,10 @@ class TicketWorkflow:
                 decide(self._state, action, workflow.now())
         except DomainError as exc:
             raise ApplicationError(str(exc), type="ActionRejected", non_retryable=True) from None
+        except PayloadRefused as exc:
+            raise ApplicationError(
+                f"{name}: {exc}", type="ActionRejected", non_retryable=True
+            ) from None
         except Exception as exc:
             raise ApplicationError(
                 f"{name}: payload does not decode: {exc}", type="ActionRejected", non_retryable=True
@@ -638,7 +685,10 @@ def _append_summary(batch: list[ev.DomainEvent]) -> str:
 
 
 def _bounded(raw: Any) -> Any:
-    """A refused payload as recorded: whole if small, else a truncated JSON string."""
+    """A refused payload as recorded: whole if small and shallow, else a truncated JSON
+    string, which the store can always hold and give back."""
+    if payload_depth(raw) > MAX_PAYLOAD_DEPTH:
+        return {"truncated": json.dumps(raw, default=str)[:REJECTED_PAYLOAD_MAX]}
     text = json.dumps(raw, default=str)
     if len(text) <= REJECTED_PAYLOAD_MAX:
         return raw
