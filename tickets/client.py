@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import re
+import uuid
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from tickets.errors import (
     ActionRejected,
     CannotConnect,
     InvalidInput,
+    ServerBusy,
     TicketClosed,
     TicketConflict,
     TicketError,
@@ -55,6 +57,8 @@ from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
 T = TypeVar("T")
 
 OPEN_WAIT_SECONDS = 10.0  # the ticket exists once its policy is resolved: a few ms normally
+ACT_ATTEMPTS = 4  # an action sent again after a transport error, with the same request_id
+ACT_BACKOFF = 0.2  # seconds before the first retry; doubled each time
 
 
 class Opened(BaseModel):
@@ -202,21 +206,31 @@ class TicketClient:
     # --- actions ------------------------------------------------------------------------------
 
     async def act(self, ticket_id: str, action: str, **fields: Any) -> TicketView:
-        """Run one action (an Update by that name); fields that are None are left out."""
+        """Run one action (an Update by that name); fields that are None are left out.
+
+        Without a `request_id` the action gets a new one, and every retry after a transport
+        error (server unavailable, overloaded, the Update's RPC timing out) sends the same:
+        an action whose first attempt was applied is then a no-op, never applied twice."""
         model = ACTIONS.get(action)
         if model is None:
             raise InvalidInput(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
         payload = {k: v for k, v in fields.items() if v is not None}
+        payload.setdefault("request_id", f"tc-{uuid.uuid4()}")
         try:
             validated = model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidInput(f"{action}: {describe_validation_error(exc)}") from exc
+        body = validated.model_dump(mode="json", exclude_none=True)
         handle = self.handle(ticket_id)
         try:
-            result = await self._call(
-                ticket_id,
-                handle.execute_update(action, validated.model_dump(mode="json", exclude_none=True)),
-            )
+            for attempt in range(1, ACT_ATTEMPTS + 1):
+                try:
+                    result = await self._call(ticket_id, handle.execute_update(action, body))
+                    break
+                except (CannotConnect, ServerBusy, WorkflowUpdateRPCTimeoutOrCancelledError):
+                    if attempt == ACT_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(ACT_BACKOFF * 2 ** (attempt - 1))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
@@ -399,6 +413,8 @@ class TicketClient:
             if "already completed" in text.lower():
                 return TicketClosed(f"ticket {ticket_id} is closed")
             return TicketNotFound(f"ticket {ticket_id} not found")
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            return ServerBusy(f"Temporal is busy ({text}); try again shortly")
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return CannotConnect(
                 f"cannot reach Temporal at {self.address}: {text}. Is the server running?"

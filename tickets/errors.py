@@ -46,6 +46,12 @@ class TicketNotFound(TicketError):
     exit_code = 3
 
 
+class ServerBusy(TicketError):
+    """Temporal refused the call for now (rate or concurrency limits): worth trying again."""
+
+    exit_code = 4
+
+
 class CannotConnect(TicketError):
     """The Temporal frontend cannot be reached; says the address and how to start a server."""
 
