@@ -66,7 +66,13 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
         ),
-        activities=[store.append_events, store.notify, policy.resolve_policy, agents.authorize],
+        activities=[
+            store.append_events,
+            store.notify,
+            store.stored_ticket,
+            policy.resolve_policy,
+            agents.authorize,
+        ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,

@@ -21,10 +21,11 @@ from activities.delivery import DeliveryError, deliver
 from domain.channels import NO_CHANNELS, Channel, ChannelConfig
 from domain.events import DomainEvent
 from domain.notifications import Notification
+from domain.state import TicketState, fold
 from runtime import metrics
 from store.deliveries import delivered_channels, record_attempt, record_dead_letter
 from store.errors import EventConflict, SeqGap
-from store.event_store import AppendResult, append_events
+from store.event_store import AppendResult, append_events, read_ticket
 from store.notifications import record_notification
 from store.ticket_facts import priority_before, ticket_policy
 
@@ -32,6 +33,7 @@ from store.ticket_facts import priority_before, ticket_policy
 # that writes the dead letters: the workflow's NOTIFY_RETRY allows 10.
 DEFAULT_NOTIFY_ATTEMPTS = 10
 POLICY_CACHE_MAX = 10_000
+RECENT_EVENTS = 100  # what a resumed run keeps for its `history` query, as after continue-as-new
 
 logger = structlog.get_logger(__name__)
 
@@ -55,6 +57,13 @@ def _log() -> FilteringBoundLogger:
     )
 
 
+class StoredTicket(BaseModel):
+    """What the event store holds of a ticket, folded: its state and its last few events."""
+
+    state: TicketState
+    recent: list[DomainEvent]
+
+
 class EventStoreActivities:
     """Activities sharing one asyncpg pool; register the bound methods with the worker."""
 
@@ -62,6 +71,16 @@ class EventStoreActivities:
         self.pool = pool
         self.channels = channels
         self._policies: dict[str, str] = {}  # ticket -> policy name
+
+    @activity.defn(name="stored_ticket")
+    async def stored_ticket(self, ticket_id: str) -> StoredTicket | None:
+        """The ticket as its stored events fold, or None when the store holds none: whether
+        an id was used before, and where a reset run resumes from. Read-only."""
+        events = [e.to_domain() for e in await read_ticket(self.pool, ticket_id)]
+        state = fold(events)
+        if state is None:
+            return None
+        return StoredTicket(state=state, recent=events[-RECENT_EVENTS:])
 
     @activity.defn(name="append_events")
     async def append_events(self, batch: AppendBatch) -> AppendResult:

@@ -12,21 +12,27 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.commands import MAX_PAYLOAD_DEPTH, payload_depth
+from domain.state import fold
+from domain.view import TicketView
+from domain.view import view as domain_view
 from runtime.codec import ENCODING, KEY_ID_METADATA, KEYS_ENV
 from runtime.config import Settings
 from runtime.temporal import data_converter
 from store.event_store import read_ticket
 from tests.conftest import TicketRig, ticket_worker
-from tests.test_bad_inputs import healthy_ticket, still_healthy
+from tests.test_bad_inputs import healthy_ticket, still_healthy, task_failures
 from tests.test_codec import K1, with_converter
+from tickets import TicketClient
 
 pytestmark = pytest.mark.devserver
 
@@ -129,3 +135,70 @@ async def test_a_forged_encrypted_update_is_rejected_and_queries_still_answer(
     await still_healthy(rig, h, before)
     stored = await read_ticket(rig.pool, rig.last_id)
     assert [e.event_type for e in stored][-1] == "CustomerReplied"
+
+
+# --- id reuse and reset ------------------------------------------------------------------------
+
+
+async def test_starting_a_closed_ticket_s_id_again_is_refused_and_records_nothing(
+    dev_rig: TicketRig,
+) -> None:
+    h = await dev_rig.open()
+    await h.execute_update("close", {"agent_id": "amy"})
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    # the README's own `temporal workflow start`: default id reuse policy, so a new run starts
+    again = await dev_rig.client.start_workflow(
+        "TicketWorkflow",
+        {"ticket_id": dev_rig.last_id, "subject": "again", "customer_id": "acme"},
+        id=h.id,
+        task_queue=dev_rig.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as err:
+        await again.result()
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidTicket"
+    assert cause.message.startswith(f"ticket_id: ticket {dev_rig.last_id} already exists in the")
+    assert "(2 events, status closed)" in cause.message
+    assert await read_ticket(dev_rig.pool, dev_rig.last_id) == stored
+    view = await TicketClient(dev_rig.client, dev_rig.task_queue).show(dev_rig.last_id)
+    assert view.status == "closed" and view.subject != "again"  # the stored ticket, not a phantom
+
+
+async def _first_task_completed(client: Client, workflow_id: str) -> int:
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return event.event_id
+    raise AssertionError("no completed workflow task")
+
+
+async def test_a_reset_to_the_first_workflow_task_resumes_from_the_store(
+    dev_rig: TicketRig,
+) -> None:
+    """`temporal workflow reset --type FirstWorkflowTask` made the new run decide seq 1 again,
+    which the store refused (EventStoreFailed): the ticket was dead. The reset reapplies the
+    Updates sent after the reset point; with their request ids stored, they are no-ops."""
+    h = await dev_rig.open()
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-assign"})
+    await h.execute_update("await_customer", {"agent_id": "amy", "request_id": "r-wait"})
+    before = await h.query("history")
+    client = dev_rig.client
+    response = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=h.id),
+            reason="operator reset",
+            workflow_task_finish_event_id=await _first_task_completed(client, h.id),
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    reset = client.get_workflow_handle(h.id, run_id=response.run_id)
+    view = await reset.execute_update("respond", {"agent_id": "amy", "message": "back"})
+    assert view["version"] == len(before) + 1 and view["status"] == "open"
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    assert [e.seq for e in stored] == list(range(1, len(before) + 2))
+    assert [str(e.event_id) for e in stored[: len(before)]] == [e["event_id"] for e in before]
+    state = fold([e.to_domain() for e in stored])
+    assert state is not None
+    assert TicketView.model_validate(view) == domain_view(state)
+    assert await task_failures(reset) == ["operator reset"]  # the reset's own mark, no other
+    dev_rig.handles.append(reset)

@@ -122,7 +122,13 @@ async def test_append_retried_after_commit_stores_each_event_once(
     task_queue = f"tq-{uuid.uuid4()}"
     policies = PolicyActivities(dict(BUILTIN_POLICIES))
     authorize = AgentActivities(None).authorize
-    activities = [append_then_crash, store.notify, policies.resolve_policy, authorize]
+    activities = [
+        append_then_crash,
+        store.notify,
+        store.stored_ticket,
+        policies.resolve_policy,
+        authorize,
+    ]
     async with ticket_worker(dev_env.client, task_queue, db_pool, activities):
         rig = TicketRig(dev_env, db_pool, task_queue)
         h = await rig.open()

@@ -348,11 +348,26 @@ class TicketClient:
     # --- reading ------------------------------------------------------------------------------
 
     async def show(self, ticket_id: str) -> TicketView:
-        """The ticket's current view (the `state` query); closed tickets too."""
+        """The ticket's current view (the `state` query); closed tickets too. When the latest
+        run never opened it (a refused start of an id already used), the run that did."""
         state = await self._call(ticket_id, self.handle(ticket_id).query("state"))
+        if state is None:
+            state = await self._state_of_an_earlier_run(ticket_id)
         if state is None:
             raise TicketNotFound(f"ticket {ticket_id} not found (its workflow never opened it)")
         return TicketView.model_validate(state)
+
+    async def _state_of_an_earlier_run(self, ticket_id: str) -> Any:
+        query = f"WorkflowId = '{workflow_id_for(ticket_id)}'"
+        async for run in self.client.list_workflows(query, limit=20):  # newest first
+            handle = self.client.get_workflow_handle(run.id, run_id=run.run_id)
+            try:
+                state = await handle.query("state")
+            except (RPCError, WorkflowQueryFailedError):
+                continue
+            if state is not None:
+                return state
+        return None
 
     async def history(self, ticket_id: str) -> builtins.list[DomainEvent]:
         """The ticket's domain events in order, as stored (the `history` query)."""

@@ -60,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
+# Since 0.2.1: the event store is asked at open whether it holds the ticket already.
+STORE_AT_OPEN = "store-at-open"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
@@ -203,6 +205,8 @@ class TicketWorkflow:
                 )
         except InvalidTicket as exc:
             raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
+        if workflow.patched(STORE_AT_OPEN) and await self._resumed_from_store(ticket.ticket_id):
+            return
         try:
             execute = (
                 workflow.execute_local_activity_method
@@ -224,6 +228,36 @@ class TicketWorkflow:
             raise
         at = self._clock()
         self._record(decide(None, Open(ticket=ticket, policy=policy), at), at)
+
+    async def _resumed_from_store(self, ticket_id: str) -> bool:
+        """A ticket id the store already holds is never opened again. A fresh start for it is
+        refused (the id was closed, or its workflow ended otherwise); a run that an operator's
+        `temporal workflow reset` began takes up the ticket where the store has it, so the
+        store's seq 1..n goes on and its stored events are never decided anew."""
+        stored = await workflow.execute_local_activity_method(
+            EventStoreActivities.stored_ticket,
+            ticket_id,
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"look up ticket {ticket_id} in the event store",
+        )
+        if stored is None:
+            return False
+        info = workflow.info()
+        if info.run_id == info.first_execution_run_id:
+            raise ApplicationError(
+                f"ticket_id: ticket {ticket_id} already exists in the event store"
+                f" ({stored.state.version} events, status {stored.state.status}); ticket ids"
+                " are not reused: open a new ticket id",
+                type="InvalidTicket",
+                non_retryable=True,
+            )
+        self._state = stored.state
+        self._events = list(stored.recent)
+        self._appended_seq = stored.state.version
+        workflow.logger.info(
+            "ticket %s resumed from the event store at seq %d", ticket_id, stored.state.version
+        )
+        return True
 
     def _history_full(self) -> bool:
         info = workflow.info()
