@@ -240,16 +240,23 @@ class Outcome:
     caught_by: str
     seconds: float
     output: str
+    tests: tuple[str, ...]  # what ran
 
 
 _FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
 def run_tests(
-    copy: Path, tests: Sequence[str], deselect: Sequence[str], timeout: float
+    copy: Path,
+    tests: Sequence[str],
+    deselect: Sequence[str],
+    timeout: float,
+    every_failure: bool = False,
 ) -> tuple[int | None, str, float]:
-    """pytest in the copy: (exit status or None on timeout, output, seconds)."""
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    """pytest in the copy: (exit status or None on timeout, output, seconds). Stops at the
+    first failure unless `every_failure`."""
+    first = [] if every_failure else ["-x"]
+    command = [sys.executable, "-m", "pytest", *first, "-q", "-p", "no:cacheprovider", *tests]
     for node in deselect:
         command += ["--deselect", node]
     # No bytecode: a mutated file and its restored original may share size and mtime second.
@@ -276,32 +283,38 @@ def check_imports_from(copy: Path) -> None:
         raise SystemExit(f"mutations: the copy imports {where}, not its own code; giving up")
 
 
-def mutate_and_run(copy: Path, m: Mutation, timeout: float) -> Outcome:
+def mutate_and_run(
+    copy: Path, m: Mutation, timeout: float, tests: Sequence[str] | None = None
+) -> Outcome:
+    """Run `m.tests` (or `tests`, then reporting every failure) with the mutation applied."""
     file = copy / m.path
     original = file.read_text(encoding="utf-8")
     file.write_text(original.replace(m.old, m.new, 1), encoding="utf-8")
     try:
-        code, output, seconds = run_tests(copy, m.tests, m.deselect, timeout)
+        code, output, seconds = run_tests(
+            copy, tests or m.tests, m.deselect, timeout, every_failure=bool(tests)
+        )
     finally:
         file.write_text(original, encoding="utf-8")
-    failed = _FAILED.findall(output)
-    first = failed[0].removeprefix("tests/") if failed else ""
+    failed = [f.removeprefix("tests/") for f in _FAILED.findall(output)]
+    first = ", ".join(failed) if tests else failed[0] if failed else ""
+    ran = tuple(tests or m.tests)
     if code is None:
-        return Outcome(m, "timeout", "", seconds, output)
+        return Outcome(m, "timeout", "", seconds, output, ran)
     if code == 0:
-        return Outcome(m, "survived", "", seconds, output)
+        return Outcome(m, "survived", "", seconds, output, ran)
     if code == 1:
-        return Outcome(m, "caught", first, seconds, output)
-    return Outcome(m, "error", f"pytest exit {code}", seconds, output)
+        return Outcome(m, "caught", first, seconds, output, ran)
+    return Outcome(m, "error", f"pytest exit {code}", seconds, output, ran)
 
 
 def table(outcomes: Sequence[Outcome]) -> str:
     lines = [
-        "| mutation | file | tests run | result | first failing test | s |",
+        "| mutation | file | tests run | result | failing test | s |",
         "|---|---|---|---|---|---|",
     ]
     for o in outcomes:
-        tests = ", ".join(t.removeprefix("tests/") for t in o.mutation.tests)
+        tests = ", ".join(t.removeprefix("tests/") for t in o.tests)
         result = f"**{o.result}**" if o.result != "caught" else o.result
         lines.append(
             f"| {o.mutation.name} | {o.mutation.path} | {tests} | {result}"
@@ -328,6 +341,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-baseline", action="store_true", help="skip the run of the unmutated tests"
     )
     parser.add_argument("--verbose", action="store_true", help="print pytest's output of each run")
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        metavar="NODE",
+        help="run these tests (pytest node ids) instead of each mutation's own, and name every"
+        " one that fails: to check that a new test catches a mutation",
+    )
     args = parser.parse_args(argv)
 
     chosen = list(MUTATIONS)
@@ -356,7 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         copy_repository(source, copy)
         check_imports_from(copy)
         if not args.no_baseline:
-            for tests, deselect in dict.fromkeys((m.tests, m.deselect) for m in chosen):
+            runs = dict.fromkeys(
+                (tuple(args.tests) if args.tests else m.tests, m.deselect) for m in chosen
+            )
+            for tests, deselect in runs:
                 code, output, seconds = run_tests(copy, tests, deselect, args.timeout)
                 if code != 0:
                     print(output, file=sys.stderr)
@@ -369,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"baseline: {' '.join(tests)} pass ({seconds:.0f} s)", flush=True)
         outcomes = []
         for m in chosen:
-            outcome = mutate_and_run(copy, m, args.timeout)
+            outcome = mutate_and_run(copy, m, args.timeout, args.tests)
             print(f"{m.name}: {outcome.result} {outcome.caught_by}", flush=True)
             if args.verbose or outcome.result in ("error", "timeout"):
                 print(outcome.output[-4000:], file=sys.stderr)

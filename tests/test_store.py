@@ -601,3 +601,21 @@ async def test_activities_store_notify_is_idempotent(db_pool: asyncpg.Pool) -> N
         "SELECT count(*) FROM notifications WHERE notification_id = $1", n.notification_id
     )
     assert count == 1
+
+
+# --- the mutation check (bench/mutations.py) --------------------------------------------------
+
+
+def test_every_mutation_of_bench_mutations_still_finds_its_target() -> None:
+    """The full mutation run is not part of the suite; this keeps its list in step with the
+    code: a target text that moved or changed would silently mutate nothing."""
+    from bench.mutations import MUTATIONS, ROOT, target_problems
+
+    assert target_problems(ROOT, MUTATIONS) == []
+    assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
+    for m in MUTATIONS:
+        assert m.old != m.new, m.name
+        assert all((ROOT / t).is_file() for t in m.tests), m.name
+        for node in m.deselect:
+            path, _, test = node.partition("::")
+            assert f"def {test}(" in (ROOT / path).read_text(encoding="utf-8"), node
