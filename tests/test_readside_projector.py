@@ -300,7 +300,7 @@ async def test_killed_projector_task_then_restart_applies_each_event_once(
             while not task.done() and not await _waits_on_a_row_lock(pool):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
-        await asyncio.wait_for(queued(), 30)  # a projector that takes no row lock never queues
+        await asyncio.wait_for(queued(), 30)  # fails, not hangs, if it never queues
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
