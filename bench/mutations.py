@@ -1,6 +1,6 @@
 """Mutation check of the exactly-once code: does the suite notice when a guarantee is broken?
 
-    .venv/bin/python bench/mutations.py                    # every mutation, a few minutes
+    .venv/bin/python bench/mutations.py                    # every mutation, about 3 minutes
     .venv/bin/python bench/mutations.py --only race-guard  # one (or several) by name
     .venv/bin/python bench/mutations.py --list             # names, targets, tests
     .venv/bin/python bench/mutations.py --check            # each target text still in the code?
@@ -160,6 +160,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         'await conn.execute("TRUNCATE tickets, escalations")',
         'await conn.execute("TRUNCATE tickets")',
         "a rebuild applies every escalation a second time",
+    ),
+    # --- domain/policy.py: what a policy file may say ------------------------------------------
+    Mutation(
+        "duration-from-a-number",
+        "domain/policy.py",
+        '    raise ValueError(f"duration must be text',
+        '    return timedelta(seconds=value)\n    raise ValueError(f"duration must be text',
+        "a bare number (or `true`) in a policy file becomes a duration in seconds",
+        tests=("tests/test_domain_policy.py",),
+    ),
+    Mutation(
+        "tier-name-with-space",
+        "domain/policy.py",
+        '_TIER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")',
+        '_TIER_NAME = re.compile(r"^[A-Za-z0-9_ -]{1,32}$")',
+        "a tier name may hold a space (the bad-inputs case written for it)",
+        tests=("tests/test_bad_inputs.py::test_bad_policy_file_is_refused_naming_the_field",),
     ),
     # --- domain/decider.py ---------------------------------------------------------------------
     Mutation(

@@ -615,7 +615,7 @@ def test_every_mutation_of_bench_mutations_still_finds_its_target() -> None:
     assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
     for m in MUTATIONS:
         assert m.old != m.new, m.name
-        assert all((ROOT / t).is_file() for t in m.tests), m.name
-        for node in m.deselect:
+        for node in (*m.tests, *m.deselect):
             path, _, test = node.partition("::")
-            assert f"def {test}(" in (ROOT / path).read_text(encoding="utf-8"), node
+            assert (ROOT / path).is_file(), node
+            assert not test or f"def {test}(" in (ROOT / path).read_text(encoding="utf-8"), node
