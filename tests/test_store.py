@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -613,7 +612,8 @@ def test_every_mutation_of_bench_mutations_still_finds_its_target() -> None:
     from bench.mutations import MUTATIONS, ROOT, SELF_CHECK, target_problems
 
     # The tool leaves this test out of its runs (a mutated target fails it by construction).
-    assert SELF_CHECK == f"tests/test_store.py::{sys._getframe().f_code.co_name}"
+    this = test_every_mutation_of_bench_mutations_still_finds_its_target.__name__
+    assert SELF_CHECK == f"tests/test_store.py::{this}"
     assert target_problems(ROOT, MUTATIONS) == []
     assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
     for m in MUTATIONS:
