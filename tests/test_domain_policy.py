@@ -21,7 +21,7 @@ from domain.policy import (
     Policy,
     parse_policies,
 )
-from domain.state import evolve, next_deadline
+from domain.state import deadlines, evolve, next_deadline
 from tests.policy_files import CONTRACT_DEFAULTS, contract_targets
 
 # --- durations ----------------------------------------------------------------------------------
@@ -317,15 +317,27 @@ def test_an_overflowing_duration_is_a_policy_error_naming_the_key(bad: str) -> N
         parse_policies(_file(targets=targets), "sla.toml")
 
 
-@pytest.mark.parametrize("bad", ["0.5", "90.5"])
-def test_an_accepted_policy_round_trips_or_the_value_is_refused(bad: str) -> None:
-    """A policy is recorded in TicketOpened as JSON and re-read on every replay: whatever
-    parse_policies accepts must come back identical (durations are strings like `90s`)."""
+@pytest.mark.parametrize("bad", ["0.5", "90.5", "900"])
+def test_a_number_for_a_duration_is_refused_naming_the_key(bad: str) -> None:
+    """A policy is recorded in TicketOpened as JSON and re-read on every replay, so durations
+    are text (`90s`); a bare number (a fraction of a second would not come back the same) is
+    refused, naming the key."""
     targets = contract_targets("x").replace('first_response = "15m"', f"first_response = {bad}")
-    try:
-        policy = parse_policies(_file(targets=targets))["x"]
-    except PolicyError:
-        return
+    with pytest.raises(
+        PolicyError,
+        match=rf"policies\.x\.targets\.urgent\.first_response: .*duration must be text.* {bad}$",
+    ):
+        parse_policies(_file(targets=targets))
+
+
+@pytest.mark.parametrize("duration", ['"90s"', '"1h30m"', '"2d12h"', '"3650d"'])
+def test_an_accepted_policy_round_trips(duration: str) -> None:
+    """Whatever parse_policies accepts must come back identical from its recorded JSON."""
+    targets = contract_targets("x").replace(
+        'first_response = "15m"', f"first_response = {duration}"
+    )
+    policy = parse_policies(_file(targets=targets))["x"]
+    assert policy.targets["urgent"].first_response == parse_duration(duration.strip('"'))
     assert Policy.model_validate_json(policy.model_dump_json()) == policy
 
 
@@ -338,11 +350,15 @@ def test_a_boolean_duration_is_refused() -> None:
 
 def test_an_accepted_policy_never_breaks_the_clocks() -> None:
     """A duration so long that a due time leaves the datetime range must be refused at load."""
-    targets = contract_targets("x").replace('resolution = "72h"', 'resolution = "9999999d"')
-    try:
-        policy = parse_policies(_file(targets=targets))["x"]
-    except PolicyError:
-        return
+    too_long = contract_targets("x").replace('resolution = "72h"', 'resolution = "9999999d"')
+    with pytest.raises(
+        PolicyError, match=r"policies\.x\.targets\.low\.resolution: .*'9999999d': too large"
+    ):
+        parse_policies(_file(targets=too_long))
+    # The longest duration accepted is one the clocks can still hold.
+    longest = contract_targets("x").replace('resolution = "72h"', 'resolution = "3650d"')
+    policy = parse_policies(_file(targets=longest))["x"]
+    assert policy.targets["low"].resolution == timedelta(days=3650)
     ticket = OpenTicket(ticket_id="T-1", subject="s", customer_id="c", priority="low")
     now = datetime(2026, 1, 1, tzinfo=UTC)
     (opened,) = decide(None, Open(ticket=ticket, policy=policy), now)
@@ -357,4 +373,6 @@ def test_an_accepted_policy_never_breaks_the_clocks() -> None:
             occurred_at=now,
         ),
     )
-    next_deadline(state)  # must not raise OverflowError
+    assert next_deadline(state) is not None  # must not raise OverflowError
+    due = {name: at for name, at in deadlines(state)}
+    assert now + timedelta(days=3650) in due.values(), due
