@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.errors import DomainError, describe_validation_error
+from domain.policy import Policy
 
 Role = Literal["agent", "lead", "manager"]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -29,8 +31,10 @@ class Agent(BaseModel):
 
     id: str
     name: str = Field(min_length=1, max_length=200)
-    tiers: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()  # the teams the agent works in
     role: Role = "agent"
+    away: bool = False  # never chosen by a team's assignment while away
+    capacity: int | None = Field(None, ge=1, le=100_000)  # open tickets assigned, at most
 
     @field_validator("id")
     @classmethod
@@ -91,6 +95,21 @@ def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
             )
         agents[agent_id] = agent
     return AgentDirectory(agents=agents)
+
+
+def check_teams(directory: AgentDirectory, policies: Mapping[str, Policy], source: str) -> None:
+    """Every team a policy names in `paths` or `teams` must have an agent in the directory,
+    so a typo never leaves a team nobody can be assigned in."""
+    known = {t for a in directory.agents.values() for t in a.tiers}
+    for name, policy in policies.items():
+        named = [(f"paths.{p}.tiers", t) for p, spec in policy.paths.items() for t in spec.tiers]
+        named += [(f"teams.{t}", t) for t in policy.teams]
+        for key, team in named:
+            if team not in known:
+                raise DirectoryError(
+                    f"{source}: policies.{name}.{key}: team {team!r} has no agent in the"
+                    f" agent directory (add an agent with {team!r} in its tiers)"
+                )
 
 
 def load_directory(path: str | Path) -> AgentDirectory:

@@ -160,6 +160,8 @@ def test_the_contract_action_names() -> None:
         "resolve",
         "reopen",
         "close",
+        "transfer",
+        "acknowledge",
     }
 
 
