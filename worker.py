@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import AgentActivities
+from activities.assignment import AssignmentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.agents import DirectoryError
@@ -53,6 +54,7 @@ def build_worker(
     store = EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
+    assignment = AssignmentActivities(pool, agents)
     return Worker(
         client,
         task_queue=task_queue,
@@ -64,7 +66,13 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
         ),
-        activities=[store.append_events, store.notify, policy.resolve_policy, agents.authorize],
+        activities=[
+            store.append_events,
+            store.notify,
+            policy.resolve_policy,
+            agents.authorize,
+            assignment.choose_assignee,
+        ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,

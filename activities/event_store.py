@@ -22,6 +22,7 @@ from domain.channels import NO_CHANNELS, Channel, ChannelConfig
 from domain.events import DomainEvent
 from domain.notifications import Notification
 from runtime import metrics
+from store.assignments import track_assignees, tracked
 from store.deliveries import delivered_channels, record_attempt, record_dead_letter
 from store.errors import EventConflict, SeqGap
 from store.event_store import AppendResult, append_events
@@ -102,6 +103,10 @@ class EventStoreActivities:
         log.info(
             "events appended", inserted=result.inserted, already_present=result.already_present
         )
+        if tracked(batch.events):
+            # Every time, also when the events were already present: a crash may have come
+            # between the append and this (it is idempotent; see store/assignments.py).
+            await track_assignees(self.pool, batch.events)
         await self._count(batch, result, log)
         return result
 
