@@ -38,6 +38,7 @@ from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
 from tests.test_replay import CAN_BUDGET  # noqa: E402
+from tests.test_domain_teams import POLICY as TEAMS_POLICY  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
 from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
@@ -46,6 +47,7 @@ from workflows import history_budget  # noqa: E402
 from workflows.search_attributes import ALL_KEYS  # noqa: E402
 
 Driver = Callable[[TicketRig], Awaitable[None]]
+TEAMS = {"default": TEAMS_POLICY}
 
 
 # --- drivers: the steps of the suite's workflow tests, without their assertions -------------
@@ -222,6 +224,60 @@ async def authorization(rig: TicketRig) -> None:
     await h.result()
 
 
+TEAMS_DIRECTORY = """
+[agents.ann]
+name = "Ann"
+tiers = ["L1"]
+[agents.bea]
+name = "Bea"
+tiers = ["billing"]
+[agents.carl]
+name = "Carl"
+tiers = ["billing"]
+[agents.max]
+name = "Max"
+tiers = ["billing-manager"]
+"""
+
+
+async def teams_ack_chain(rig: TicketRig) -> None:
+    """Escalated to billing: auto-assigned, not acknowledged, reassigned, not acknowledged,
+    escalated to the manager (ack_timeout), who acknowledges."""
+    h = await rig.open(category="billing")
+    await h.execute_update("request_escalation", {"agent_id": "ann", "reason": "dispute"})
+    await _until_assigned(h)
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await _until_assigned(h)
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await _until_assigned(h, "max")
+    await h.execute_update("acknowledge", {"agent_id": "max"})
+    await rig.sleep(timedelta(minutes=30))
+
+
+async def teams_transfer(rig: TicketRig) -> None:
+    """Transferred from the default path to billing, assigned, acknowledged by a reply, a
+    refused transfer signal, resolved and closed by the timer."""
+    h = await rig.open(category="hardware")
+    await h.execute_update(
+        "transfer", {"agent_id": "ann", "path": "billing", "to_tier": "billing", "reason": "r"}
+    )
+    who = await _until_assigned(h)
+    await h.execute_update("respond", {"agent_id": who, "message": "on it"})
+    await h.signal("transfer", {"agent_id": who, "path": "nope", "reason": "x"})
+    await h.execute_update("resolve", {"agent_id": who, "resolution": "refunded"})
+    await h.result()
+
+
+async def _until_assigned(h: Any, who: str | None = None) -> str:
+    for _ in range(500):
+        view = await h.query("state")
+        assignee = view["assignment"]["assignee"] if view else None
+        if assignee is not None and (who is None or assignee == who):
+            return str(assignee)
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"{h.id}: not assigned")
+
+
 # name -> (driver, server, policies, agent directory)
 SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] = {
     "first_response_breach": (first_response_breach, "time", None, None),
@@ -240,6 +296,8 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
     "rejected_updates": (rejected_updates, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
     "continue_as_new": (continue_as_new, "time", None, None),
+    "teams_ack_chain": (teams_ack_chain, "time", TEAMS, TEAMS_DIRECTORY),
+    "teams_transfer": (teams_transfer, "time", TEAMS, TEAMS_DIRECTORY),
 }
 
 
