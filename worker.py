@@ -20,7 +20,7 @@ from activities.agents import AgentActivities
 from activities.assignment import AssignmentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
-from domain.agents import DirectoryError
+from domain.agents import DirectoryError, check_teams
 from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError, load_channels
 from domain.errors import PolicyError
 from domain.policy import Policy, load_policies
@@ -96,6 +96,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     agents = AgentActivities(settings.agents_file)  # likewise a bad agent directory
     channels = load_channels(settings.channels_file)  # and bad notification channels
     channels.check_policies(policies)
+    directory = agents.directory()
+    if directory is not None:  # every team of paths and teams must have agents
+        check_teams(directory, policies, str(settings.agents_file))
     if settings.agents_file is None:
         log.warning(
             "no agent directory (ESCALATION_AGENTS_FILE): running open, every agent may act"

@@ -161,7 +161,7 @@ class EventStoreActivities:
         """Deliver to the routed channels not yet delivered; raise so Temporal retries the
         rest, or, on the last attempt, write their dead letters and return."""
         policy = await self._policy_of(n.ticket_id)
-        targets = self.channels.route(policy, n.tier, n.kind)
+        targets = self.channels.route_notice(policy, n.tier, n.kind, n.assignee)
         if not targets:
             return
         done = await delivered_channels(self.pool, n.notification_id)

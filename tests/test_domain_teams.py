@@ -758,3 +758,61 @@ def test_every_team_of_paths_and_teams_must_be_in_the_directory() -> None:
         "agents.toml: policies.default.paths.billing.tiers: team 'L1' has no agent in the agent"
         " directory (add an agent with 'L1' in its tiers)"
     )
+
+
+# ================================================================================================
+# notices: the assignee's own channels, else the team's route
+# ================================================================================================
+
+CHANNELS = """
+[channels.team]
+type = "slack"
+url = "https://hooks.example.com/team"
+
+[channels.bea-phone]
+type = "slack"
+url = "https://hooks.example.com/bea"
+
+[notify.default]
+"*" = ["team"]
+billing = ["team"]
+
+[agents.bea]
+channels = ["bea-phone"]
+"""
+
+
+def test_assigned_notices_go_to_the_assignees_own_channels_else_the_team() -> None:
+    from domain.channels import parse_channels
+
+    config = parse_channels(CHANNELS, "channels.toml")
+    config.check_policies({"default": POLICY})  # billing is a team of a path: routable
+    assert [c.name for c in config.route_notice("default", "billing", "assigned", "bea")] == [
+        "bea-phone"
+    ]
+    assert [c.name for c in config.route_notice("default", "billing", "assigned", "carl")] == [
+        "team"
+    ]
+    assert [c.name for c in config.route_notice("default", "billing", "unassigned", None)] == [
+        "team"
+    ]
+    # Only `assigned` is personal: bea's other notices follow the team's route.
+    assert [c.name for c in config.route_notice("default", "billing", "breach", "bea")] == ["team"]
+
+
+@pytest.mark.parametrize(
+    ("table", "names"),
+    [
+        ('[agents.bea]\nchannels = ["nope"]\n', "agents.bea.channels: unknown channel 'nope'"),
+        ('[agents.bea]\nchanels = ["team"]\n', "agents.bea.chanels: unknown field"),
+        ("[agents.bea]\n", "agents.bea.channels: required field is missing"),
+        ('[agents]\nbea = "team"\n', "agents.bea: must be a table"),
+    ],
+)
+def test_bad_agent_channels_name_the_key(table: str, names: str) -> None:
+    from domain.channels import ChannelError, parse_channels
+
+    text = CHANNELS.split("[agents.bea]")[0] + table
+    with pytest.raises(ChannelError) as info:
+        parse_channels(text, "channels.toml")
+    assert names in str(info.value)

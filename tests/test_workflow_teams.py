@@ -332,3 +332,23 @@ async def test_two_workers_choosing_at_once_never_exceed_capacity(
         [f"bea-{tag}", f"carl-{tag}"],
     )
     assert {r["agent_id"]: r["n"] for r in loads} == {f"bea-{tag}": 2, f"carl-{tag}": 1}
+
+
+async def test_the_worker_refuses_to_start_when_a_team_has_no_agent(tmp_path: Path) -> None:
+    import worker
+    from domain.agents import DirectoryError
+    from runtime.config import Settings
+
+    (tmp_path / "policy.toml").write_text(TEAMS_TOML)
+    (tmp_path / "agents.toml").write_text('[agents.ann]\nname = "Ann"\ntiers = ["L1", "billing"]\n')
+    settings = Settings.from_env(
+        {
+            "ESCALATION_POLICY_FILE": str(tmp_path / "policy.toml"),
+            "ESCALATION_AGENTS_FILE": str(tmp_path / "agents.toml"),
+        }
+    )
+    with pytest.raises(DirectoryError) as info:
+        await worker.run(settings, asyncio.Event())
+    assert "policies.default.paths.billing.tiers: team 'billing-manager' has no agent" in str(
+        info.value
+    )

@@ -37,8 +37,8 @@ from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
-from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_domain_teams import POLICY as TEAMS_POLICY  # noqa: E402
+from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
 from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
