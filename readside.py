@@ -27,13 +27,14 @@ from temporalio.client import Client
 from domain.durations import parse_duration
 from domain.events import DomainEvent
 from reports.render import render_html, render_text
-from reports.sla import Escalation, Report, Ticket, build_report
+from reports.sla import Escalation, Report, Ticket, ack_episodes, build_report
 from reports.timeline import compare, render_timeline, timeline
 from runtime.config import Settings
 from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 from runtime.temporal import connect
 from store import projections
+from store.assignments import auto_assigned_events
 from store.connection import create_pool, resolve_database_url
 from store.event_store import read_ticket
 from store.schema import migrate
@@ -123,12 +124,14 @@ async def load_report(
         since,
         until,
     )
+    assigned = await auto_assigned_events(pool, since, until)
     return build_report(
         map(Ticket.from_row, tickets),
         map(Escalation.from_row, escalations),
         as_of=as_of,
         since=since,
         until=until,
+        episodes=ack_episodes(e.to_domain() for e in assigned),
     )
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from domain.events import DomainEvent
 from store.connection import Executor, connection
+from store.event_store import _COLUMNS, StoredEvent, _row_to_event
 
 # Event type -> the change it makes to the ticket's row: (column, value).
 _EFFECTS: dict[str, tuple[str, object]] = {
@@ -169,3 +171,22 @@ async def loads(pool: Executor, agent_ids: Sequence[str]) -> dict[str, int]:
             list(agent_ids),
         )
     return {r["agent_id"]: int(r["n"]) for r in rows}
+
+
+async def auto_assigned_events(
+    pool: Executor, since: datetime | None, until: datetime | None
+) -> list[StoredEvent]:
+    """Every event of the tickets opened in [since, until) that were ever auto-assigned, in
+    ticket and seq order: what the acknowledgement report folds."""
+    async with connection(pool) as conn:
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM ticket_events WHERE ticket_id IN ("
+            " SELECT e.ticket_id FROM ticket_events e JOIN tickets t USING (ticket_id)"
+            " WHERE e.event_type = 'TicketAssigned' AND e.payload ->> 'trigger' = 'auto'"
+            " AND ($1::timestamptz IS NULL OR t.opened_at >= $1)"
+            " AND ($2::timestamptz IS NULL OR t.opened_at < $2)"
+            ") ORDER BY ticket_id, seq",
+            since,
+            until,
+        )
+    return [_row_to_event(r) for r in rows]
