@@ -352,3 +352,62 @@ async def test_the_worker_refuses_to_start_when_a_team_has_no_agent(tmp_path: Pa
     assert "policies.default.paths.billing.tiers: team 'billing-manager' has no agent" in str(
         info.value
     )
+
+
+async def test_the_seed_case_from_the_command_line(teams: Teams) -> None:
+    """A billing ticket; L1 cannot resolve it and escalates to the billing manager, who is
+    assigned, sees the acknowledgement countdown and acknowledges; another is transferred."""
+    from tests.test_tickets_cli import ok, run
+
+    rig = teams.rig
+    tid = f"CLI-{uuid.uuid4().hex[:8]}"
+    out = await ok(
+        rig, "open", tid, "--subject", "Refund", "--customer", "acme", "--category", "billing"
+    )
+    rig.handles.append(rig.client.get_workflow_handle(f"ticket-{tid}"))
+    assert "path billing: L1 → billing → billing-manager" in out
+    ann, max_ = teams.id("ann"), teams.id("max")
+    await ok(
+        rig,
+        "escalate",
+        tid,
+        "--agent",
+        ann,
+        "--reason",
+        "cannot refund",
+        "--to-tier",
+        "billing-manager",
+    )
+    handle = rig.client.get_workflow_handle(f"ticket-{tid}")
+    await until(handle, lambda v: assignee(v) == max_, "the manager assigned")
+    out = await ok(rig, "show", tid)
+    assert f"assignment (round_robin): {max_}, assigned" in out
+    assert "acknowledge due in " in out  # the countdown (the server's clock is the wall's)
+    code, _, err = await run(rig, "ack", tid, "--agent", ann)
+    assert code == 1 and f"assigned to {max_}; only they can acknowledge it" in err
+    out = await ok(rig, "ack", tid, "--agent", max_)
+    assert out.startswith("acknowledged") and ", acknowledged " in out
+    await rig.finish()
+    assert "assigned" in await rig.notification_kinds(tid)
+
+    other = f"CLI-{uuid.uuid4().hex[:8]}"
+    await ok(rig, "open", other, "--subject", "Broken", "--customer", "acme")
+    rig.handles.append(rig.client.get_workflow_handle(f"ticket-{other}"))
+    out = await ok(
+        rig,
+        "transfer",
+        other,
+        "--agent",
+        ann,
+        "--path",
+        "billing",
+        "--to-tier",
+        "billing",
+        "--reason",
+        "it is a refund",
+    )
+    assert out.startswith("transferred") and "path billing: L1 → billing → billing-manager" in out
+    code, _, err = await run(
+        rig, "transfer", other, "--agent", ann, "--path", "nope", "--reason", "x"
+    )
+    assert code == 1 and "unknown path 'nope'" in err
