@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,23 @@ def test_real_postgres_and_temporal_start_answer_and_stop(tmp_path: Path) -> Non
         if str(tmp_path) in " ".join(p.info["cmdline"] or []) and p.status() != "zombie"
     ]
     assert leftovers == []
+
+
+def test_the_teams_demo_files_are_written_unless_the_caller_chose_theirs(tmp_path: Path) -> None:
+    from domain.agents import check_teams, load_directory
+    from domain.policy import load_policies
+    from runtime.demo_teams import TEAMS_DEMO_POLICY, teams_demo_env
+
+    env = teams_demo_env(tmp_path, {"PATH": "/bin"})
+    policies = load_policies(env["ESCALATION_POLICY_FILE"])
+    directory = load_directory(env["ESCALATION_AGENTS_FILE"])
+    check_teams(directory, policies, "demo")  # the worker would start
+    demo = policies[TEAMS_DEMO_POLICY]
+    assert demo.path_tiers("billing") == ("L1", "billing", "billing-manager")
+    assert demo.team("billing").automatic and demo.team("billing-manager").automatic
+    # The story fits in a minute: two ack timeouts at billing, then the manager.
+    billing = demo.team("billing")
+    assert billing.ack_within * (billing.max_reassign + 1) <= timedelta(minutes=1)
+    mine = {"ESCALATION_AGENTS_FILE": "/etc/agents.toml"}
+    assert teams_demo_env(tmp_path / "other", mine) == mine
+    assert not (tmp_path / "other").exists()

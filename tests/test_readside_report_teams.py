@@ -107,3 +107,25 @@ def test_the_tickets_row_holds_path_assignee_and_acknowledged() -> None:
     assert (row["assignee"], row["acknowledged"]) == ("bea", False)
     story.act("acknowledge", at(minutes=2), agent_id="bea")
     assert ticket_row(story.s, 3)["acknowledged"] is True
+
+
+def test_the_timeline_tells_the_assignment_story() -> None:
+    from reports.timeline import render_timeline, timeline
+
+    story = TeamStory()
+    story.enter_billing(at(minutes=1))
+    story.choose(None, at(minutes=1), "all away")
+    story.choose("bea", at(minutes=11))
+    story.tick(at(minutes=21))
+    story.choose("carl", at(minutes=21))
+    story.act("acknowledge", at(minutes=22), agent_id="carl")
+    story.act("transfer", at(minutes=23), agent_id="carl", path="fast", reason="refund")
+    text = render_timeline("T-1", timeline(story.events), "store")
+    for line in (
+        "nobody assigned at billing: all away",
+        "auto-assigned to bea",
+        "bea did not acknowledge at billing",
+        "acknowledged the assignment",
+        "transferred billing/billing -> fast/billing-manager: refund",  # same position
+    ):
+        assert line in text, line
