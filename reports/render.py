@@ -121,10 +121,10 @@ def render_text(report: Report) -> str:
             ],
         )
     )
-    for dim, groups in report.acks_by.items():
-        if groups:
+    for dim, acks in report.acks_by.items():
+        if acks:
             out += ["", f"acknowledgement by {dim}"]
-            out.append(table([dim, *ACK_HEADERS], [[g, *_ack_cells(m)] for g, m in groups]))
+            out.append(table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
     out += [
         "",
         "FR/res SLA: % met of tickets whose first response / resolution SLA is decided;"
@@ -301,10 +301,10 @@ def render_html(report: Report, title: str = "SLA report") -> str:
             ],
         )
     )
-    for dim, groups in report.acks_by.items():
-        if groups:
+    for dim, acks in report.acks_by.items():
+        if acks:
             out.append(f"<h2>Acknowledgement by {escape(dim)}</h2>")
-            out.append(_html_table([dim, *ACK_HEADERS], [[g, *_ack_cells(m)] for g, m in groups]))
+            out.append(_html_table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
     out.append(
         '<p class="note">FR/res SLA: % met of tickets whose first response / resolution SLA is'
         " decided; escalated: % of tickets escalated at least once; FCR (first-contact"

@@ -438,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         "list tickets (running ones unless --status closed or --all); filters combine with AND",
         "  tickets list --mine --agent alice      # my tickets\n"
         "  tickets list --tier L2 --status open   # the L2 queue\n"
+        "  tickets list --path billing            # tickets on the billing path\n"
         "  tickets list --breaching-within 30m    # about to breach\n"
         "  tickets list --breached                # already breached\n"
         "  tickets list --query \"TicketCustomer='acme'\" --json\n",
