@@ -114,6 +114,14 @@ async def until(
     raise AssertionError(f"{what}: never happened; last view {view}")
 
 
+async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
+    """What the Temporal UI shows as the workflow's current details."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
+
+
 def assignee(view: dict[str, Any]) -> str | None:
     return view["assignment"]["assignee"]
 
@@ -385,8 +393,11 @@ async def test_the_seed_case_from_the_command_line(teams: Teams) -> None:
     assert "acknowledge due in " in out  # the countdown (the server's clock is the wall's)
     code, _, err = await run(rig, "ack", tid, "--agent", ann)
     assert code == 1 and f"assigned to {max_}; only they can acknowledge it" in err
+    details = await current_details(handle)
+    assert "· path billing · ack due " in details
     out = await ok(rig, "ack", tid, "--agent", max_)
     assert out.startswith("acknowledged") and ", acknowledged " in out
+    assert (await current_details(handle)).endswith("· path billing · acknowledged")
     await rig.finish()
     assert "assigned" in await rig.notification_kinds(tid)
 

@@ -231,14 +231,15 @@ class TicketWorkflow:
                 decide(self._state, Assigned(request=request, choice=choice), self._clock())
             )
 
-    def _teams_details(self, current: TicketView) -> str:
+    @staticmethod
+    def _teams_details(current: TicketView, policy: Policy) -> str:
         """The path and the assignee's acknowledgement, for the UI's current details."""
         a = current.assignment
         ack = "—"
         if a is not None and a.acknowledged_at is not None:
             ack = "acknowledged"
         elif a is not None and a.ack_due is not None:
-            ack = f"ack due {local_time(a.ack_due, self._state.policy)}" if self._state else "—"
+            ack = f"ack due {local_time(a.ack_due, policy)}"
         elif a is not None and a.mode != "manual" and a.assignee is None:
             ack = f"{a.mode}: unassigned"
         return f" · path {current.path} · {ack}"
@@ -448,7 +449,7 @@ class TicketWorkflow:
             f"**{current.status}** · tier {current.tier} · "
             f"assignee {current.assignee or '—'} · "
             f"next due {local_time(due, self._state.policy) if due else '—'}"
-            + (self._teams_details(current) if self._teams else "")
+            + (self._teams_details(current, self._state.policy) if self._teams else "")
         )
 
     # --- actions --------------------------------------------------------------------------------
