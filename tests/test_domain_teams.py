@@ -697,6 +697,20 @@ def test_round_robin_is_fair_over_n_choices(size: int, n: int) -> None:
     assert max(counts.values()) - min(counts.values()) <= 1
 
 
+@given(
+    agents_st,
+    st.integers(0, 3),
+    st.one_of(st.none(), st.sampled_from([f"a{i:02d}" for i in range(31)])),
+)
+def test_least_loaded_ties_go_by_round_robin(
+    team: list[Agent], load: int, cursor: str | None
+) -> None:
+    loads = {a.id: load for a in team}  # everyone equally loaded: a tie among all
+    assert choose(team, loads, cursor, mode="least_loaded") == choose(
+        team, loads, cursor, mode="round_robin"
+    )
+
+
 @given(st.integers(1, 6), st.integers(1, 40))
 def test_least_loaded_with_growing_loads_stays_balanced(size: int, n: int) -> None:
     team = [agent(f"a{i}") for i in range(size)]
