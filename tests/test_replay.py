@@ -51,7 +51,12 @@ SCENARIOS = {
     "rejected_updates",
     "authorization",
 }
-TEAM_SCENARIOS = {"teams_ack_chain", "teams_transfer"}
+TEAM_SCENARIOS = {
+    "teams_ack_chain",
+    "teams_transfer",
+    "teams_unavailable",
+    "teams_business_hours",
+}
 
 
 def load(path: Path) -> WorkflowHistory:

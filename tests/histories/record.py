@@ -42,12 +42,14 @@ from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
 from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
+from tests.test_workflow_teams import OFFICE as TEAMS_OFFICE_POLICIES  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import history_budget  # noqa: E402
 from workflows.search_attributes import ALL_KEYS  # noqa: E402
 
 Driver = Callable[[TicketRig], Awaitable[None]]
 TEAMS = {"default": TEAMS_POLICY}
+TEAMS_OFFICE = {"default": TEAMS_OFFICE_POLICIES["default"]}
 
 
 # --- drivers: the steps of the suite's workflow tests, without their assertions -------------
@@ -268,6 +270,26 @@ async def teams_transfer(rig: TicketRig) -> None:
     await h.result()
 
 
+async def teams_unavailable(rig: TicketRig) -> None:
+    """Opened at billing where everyone is away: nobody available, tried again after
+    ack_within (a timer), assigned by hand, resolved."""
+    h = await rig.open(path="fast")
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await rig.sleep(timedelta(minutes=5))
+    await h.execute_update("assign", {"agent_id": "bea"})  # away, yet she may take it
+    await h.execute_update("resolve", {"agent_id": "bea", "resolution": "refunded"})
+
+
+async def teams_business_hours(rig: TicketRig) -> None:
+    """Auto-assigned at 16:55 on a Friday in Berlin: the ack clock waits for Monday 09:05."""
+    await skip_to_friday_evening(rig)
+    await rig.sleep(timedelta(minutes=5))
+    h = await rig.open(path="fast", policy="default")
+    await _until_assigned(h)
+    await rig.sleep(timedelta(days=2, hours=16, minutes=11))
+    await _until_assigned(h)
+
+
 async def _until_assigned(h: Any, who: str | None = None) -> str:
     for _ in range(500):
         view = await h.query("state")
@@ -298,6 +320,13 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
     "continue_as_new": (continue_as_new, "time", None, None),
     "teams_ack_chain": (teams_ack_chain, "time", TEAMS, TEAMS_DIRECTORY),
     "teams_transfer": (teams_transfer, "time", TEAMS, TEAMS_DIRECTORY),
+    "teams_unavailable": (
+        teams_unavailable,
+        "time",
+        TEAMS,
+        TEAMS_DIRECTORY.replace('tiers = ["billing"]', 'tiers = ["billing"]\naway = true'),
+    ),
+    "teams_business_hours": (teams_business_hours, "time", TEAMS_OFFICE, TEAMS_DIRECTORY),
 }
 
 
