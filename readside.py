@@ -28,7 +28,7 @@ from domain.durations import parse_duration
 from domain.events import DomainEvent
 from reports.printable import visible_lines
 from reports.render import render_html, render_text
-from reports.sla import Escalation, Report, Ticket, build_report
+from reports.sla import Escalation, Report, Ticket, ack_episodes, build_report
 from reports.timeline import compare, render_timeline, timeline
 from runtime.config import Settings
 from runtime.database import resolve_database_url
@@ -36,6 +36,7 @@ from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 from runtime.temporal import connect
 from store import projections, report_queries
+from store.assignments import auto_assigned_events
 from store.connection import create_pool
 from store.event_store import read_ticket
 from store.schema import migrate
@@ -119,12 +120,14 @@ async def load_report(
         pool, list(Ticket.__dataclass_fields__), since, until
     )
     escalations = await report_queries.escalations_of_tickets_opened(pool, since, until)
+    assigned = await auto_assigned_events(pool, since, until)
     return build_report(
         map(Ticket.from_row, tickets),
         map(Escalation.from_row, escalations),
         as_of=as_of,
         since=since,
         until=until,
+        episodes=ack_episodes(e.to_domain() for e in assigned),
     )
 
 

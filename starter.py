@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from domain.errors import InvalidTicket
 from domain.policy import PRIORITIES
 from runtime.config import Settings
+from runtime.demo_teams import TEAMS_DEMO_POLICY
 from runtime.process import exit_now
 from runtime.temporal import connect
 from tickets.opening import TicketClosedError, open_ticket
@@ -62,7 +63,35 @@ async def demo(client: Client, task_queue: str | None = None) -> list[str]:
     )
     await handles[3].execute_update("await_customer", {"agent_id": "carol"})
     await handles[5].execute_update("resolve", {"agent_id": "dave", "resolution": "Fixed VAT"})
-    return opened
+    teams = await teams_demo(client, stamp, task_queue)
+    return opened + ([teams] if teams else [])
+
+
+async def teams_demo(client: Client, stamp: str, task_queue: str | None = None) -> str | None:
+    """A billing ticket that L1 escalates to the billing team (runtime/demo_teams.py): it is
+    auto-assigned, not acknowledged, reassigned, then escalated to the billing manager."""
+    ticket_id = f"DEMO-{stamp}-BILLING"
+    try:
+        handle = await open_ticket(
+            client,
+            {
+                "ticket_id": ticket_id,
+                "subject": "Refund disputed: charged twice, refund refused at L1",
+                "customer_id": "acme",
+                "priority": "high",
+                "category": "billing",
+                "policy": TEAMS_DEMO_POLICY,
+            },
+            task_queue,
+        )
+        await handle.execute_update(
+            "request_escalation",
+            {"agent_id": "ann", "reason": "L1 cannot approve a disputed refund"},
+        )
+    except Exception as exc:  # e.g. the worker runs with the caller's own policy file
+        print(f"teams demo skipped ({TEAMS_DEMO_POLICY!r} policy not served?): {exc}")
+        return None
+    return ticket_id
 
 
 def _parser() -> argparse.ArgumentParser:

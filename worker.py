@@ -17,9 +17,10 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import AgentActivities
+from activities.assignment import AssignmentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
-from domain.agents import DirectoryError
+from domain.agents import DirectoryError, check_teams
 from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError
 from domain.errors import PolicyError
 from domain.policy import Policy
@@ -55,6 +56,7 @@ def build_worker(
     store = EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
+    assignment = AssignmentActivities(pool, agents)
     return Worker(
         client,
         task_queue=task_queue,
@@ -72,6 +74,7 @@ def build_worker(
             store.stored_ticket,
             policy.resolve_policy,
             agents.authorize,
+            assignment.choose_assignee,
         ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
@@ -96,6 +99,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     agents = AgentActivities(settings.agents_file, policies)  # likewise a bad agent directory
     channels = load_channels(settings.channels_file)  # and bad notification channels
     channels.check_policies(policies)
+    directory = agents.directory()
+    if directory is not None:  # every team of paths and teams must have agents
+        check_teams(directory, policies, str(settings.agents_file))
     if settings.agents_file is None:
         log.warning(
             "no agent directory (ESCALATION_AGENTS_FILE): running open, every agent may act"

@@ -23,6 +23,7 @@ from domain.events import DomainEvent
 from domain.notifications import Notification
 from domain.state import TicketState, fold
 from runtime import metrics
+from store.assignments import track_assignees, tracked
 from store.deliveries import delivered_channels, record_attempt, record_dead_letter
 from store.errors import EventConflict, SeqGap
 from store.event_store import AppendResult, append_events, read_ticket
@@ -121,6 +122,10 @@ class EventStoreActivities:
         log.info(
             "events appended", inserted=result.inserted, already_present=result.already_present
         )
+        if tracked(batch.events):
+            # Every time, also when the events were already present: a crash may have come
+            # between the append and this (it is idempotent; see store/assignments.py).
+            await track_assignees(self.pool, batch.events)
         await self._count(batch, result, log)
         return result
 
@@ -175,7 +180,7 @@ class EventStoreActivities:
         """Deliver to the routed channels not yet delivered; raise so Temporal retries the
         rest, or, on the last attempt, write their dead letters and return."""
         policy = await self._policy_of(n.ticket_id)
-        targets = self.channels.route(policy, n.tier, n.kind)
+        targets = self.channels.route_notice(policy, n.tier, n.kind, n.assignee)
         if not targets:
             return
         done = await delivered_channels(self.pool, n.notification_id)

@@ -30,8 +30,10 @@ class Agent(BaseModel):
 
     id: str
     name: str = Field(min_length=1, max_length=200)
-    tiers: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()  # the teams the agent works in
     role: Role = "agent"
+    away: bool = False  # never chosen by a team's assignment while away
+    capacity: int | None = Field(None, ge=1, le=100_000)  # open tickets assigned, at most
 
     @field_validator("id")
     @classmethod
@@ -95,9 +97,9 @@ def parse_directory(text: str, source: str = "<agents>") -> AgentDirectory:
 
 
 def check_tiers(directory: AgentDirectory, policies: Mapping[str, Policy], source: str) -> None:
-    """Every tier an agent works must be a tier of some policy: a typo (`L9`) would otherwise
-    leave that agent refused everywhere, silently."""
-    known = {t for p in policies.values() for t in p.tiers}
+    """Every tier (team) an agent works must be on some policy's path: a typo (`L9`) would
+    otherwise leave that agent refused everywhere, silently."""
+    known = {t for p in policies.values() for t in p.all_teams()}
     for agent in directory.agents.values():
         for tier in agent.tiers:
             if tier not in known:
@@ -105,6 +107,21 @@ def check_tiers(directory: AgentDirectory, policies: Mapping[str, Policy], sourc
                 raise DirectoryError(
                     f"{source}: agents.{agent.id}.tiers: {tier!r} is not a tier of any policy"
                     f" (tiers: {names})"
+                )
+
+
+def check_teams(directory: AgentDirectory, policies: Mapping[str, Policy], source: str) -> None:
+    """Every team a policy names in `paths` or `teams` must have an agent in the directory,
+    so a typo never leaves a team nobody can be assigned in."""
+    known = {t for a in directory.agents.values() for t in a.tiers}
+    for name, policy in policies.items():
+        named = [(f"paths.{p}.tiers", t) for p, spec in policy.paths.items() for t in spec.tiers]
+        named += [(f"teams.{t}", t) for t in policy.teams]
+        for key, team in named:
+            if team not in known:
+                raise DirectoryError(
+                    f"{source}: policies.{name}.{key}: team {team!r} has no agent in the"
+                    f" agent directory (add an agent with {team!r} in its tiers)"
                 )
 
 

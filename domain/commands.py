@@ -13,8 +13,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
+    model_serializer,
 )
 
 from domain.errors import ActionRejected, InvalidTicket, describe_validation_error
@@ -46,6 +48,16 @@ class OpenTicket(BaseModel):
     category: Text | None = Field(None, max_length=128)
     description: Text | None = Field(None, max_length=20_000)
     policy: Text = Field("default", min_length=1, max_length=128)
+    # v2: a path of the policy; without it the category's path, else `default`.
+    path: Text | None = Field(None, min_length=1, max_length=32)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_path(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a path the input is exactly v1's, so a worker of v1 still accepts it."""
+        data: dict[str, Any] = handler(self)
+        if data.get("path", ...) is None:
+            del data["path"]
+        return data
 
 
 class Action(BaseModel):
@@ -101,6 +113,19 @@ class Close(Action):
     agent_id: AgentId
 
 
+class Transfer(Action):
+    """Functional escalation: move the ticket to another path of its policy."""
+
+    agent_id: AgentId
+    path: Text = Field(min_length=1, max_length=32)
+    to_tier: Text | None = Field(None, min_length=1, max_length=32)
+    reason: Text = Field(min_length=1, max_length=2000)
+
+
+class Acknowledge(Action):
+    agent_id: AgentId
+
+
 # Action name (signal and update name) -> payload model.
 ACTIONS: dict[str, type[Action]] = {
     "assign": Assign,
@@ -112,6 +137,8 @@ ACTIONS: dict[str, type[Action]] = {
     "resolve": Resolve,
     "reopen": Reopen,
     "close": Close,
+    "transfer": Transfer,
+    "acknowledge": Acknowledge,
 }
 
 

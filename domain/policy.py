@@ -281,6 +281,51 @@ class CalendarSpec(BaseModel):
         return timedelta(minutes=sum(e - s for day in self.week() for s, e in day))
 
 
+Assignment = Literal["manual", "round_robin", "least_loaded"]
+DEFAULT_PATH = "default"  # the policy's `tiers`
+DEFAULT_ACK_WITHIN = timedelta(minutes=10)
+
+
+def _check_tier_names(tiers: tuple[str, ...]) -> tuple[str, ...]:
+    for tier in tiers:
+        if not _TIER_NAME.match(tier):
+            raise ValueError(f"tier name {tier!r} must be 1-32 letters, digits, '_' or '-'")
+    if len(set(tiers)) != len(tiers):
+        raise ValueError(f"tier names must be unique, got {list(tiers)}")
+    return tiers
+
+
+class PathSpec(BaseModel):
+    """`[policies.<p>.paths.<name>]`: an ordered list of teams a ticket moves up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, tiers: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_tier_names(tiers)
+
+
+class TeamSettings(BaseModel):
+    """`[policies.<p>.teams.<name>]`: how a team takes the tickets that enter it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    assignment: Assignment = "manual"
+    ack_within: Duration = DEFAULT_ACK_WITHIN
+    max_reassign: int = Field(1, ge=0, le=100)
+    tier_budget: Duration | None = None
+
+    @property
+    def automatic(self) -> bool:
+        return self.assignment != "manual"
+
+
+MANUAL_TEAM = TeamSettings.model_validate({})
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -296,16 +341,27 @@ class Policy(BaseModel):
     # Reminders of a breached resolution SLA at the top tier stop after this many.
     renotify_max: int = Field(10, ge=0, le=1000)
     targets: dict[Priority, Targets]
+    # v2: further paths by name (chosen by category at open) and per-team settings. Both are
+    # left out of the recorded policy when empty, so a v1 policy records exactly as before.
+    paths: dict[str, PathSpec] = {}
+    teams: dict[str, TeamSettings] = {}
 
     @field_validator("tiers")
     @classmethod
     def _tiers(cls, tiers: tuple[str, ...]) -> tuple[str, ...]:
-        for tier in tiers:
-            if not _TIER_NAME.match(tier):
-                raise ValueError(f"tier name {tier!r} must be 1-32 letters, digits, '_' or '-'")
-        if len(set(tiers)) != len(tiers):
-            raise ValueError(f"tier names must be unique, got {list(tiers)}")
-        return tiers
+        return _check_tier_names(tiers)
+
+    @field_validator("paths")
+    @classmethod
+    def _path_names(cls, paths: dict[str, PathSpec]) -> dict[str, PathSpec]:
+        for name in paths:
+            if name == DEFAULT_PATH:
+                raise ValueError(
+                    f"{name!r} is the policy's own tiers; give other paths other names"
+                )
+            if not _TIER_NAME.match(name):
+                raise ValueError(f"path name {name!r} must be 1-32 letters, digits, '_' or '-'")
+        return paths
 
     @field_validator("targets")
     @classmethod
@@ -324,17 +380,56 @@ class Policy(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _teams_on_paths(self) -> Policy:
+        known = set(self.all_teams())
+        for team in self.teams:
+            if team not in known:
+                raise ValueError(
+                    f"teams.{team}: team {team!r} is on no path of this policy"
+                    f" (teams: {', '.join(sorted(known))})"
+                )
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_no_calendar(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A 24x7 policy is recorded exactly as before calendars existed (no `calendar_spec`)."""
+        """A 24x7 policy is recorded exactly as before calendars existed (no `calendar_spec`),
+        a policy without paths or teams as before they existed."""
         data = handler(self)
         if data.get("calendar_spec", ...) is None:
             del data["calendar_spec"]
+        for key in ("paths", "teams"):
+            if data.get(key, ...) == {}:
+                del data[key]
         return data
 
     @property
     def top_tier(self) -> str:
         return self.tiers[-1]
+
+    def path_names(self) -> tuple[str, ...]:
+        return (DEFAULT_PATH, *self.paths)
+
+    def path_tiers(self, name: str) -> tuple[str, ...] | None:
+        """The teams of path `name` in order; None when the policy has no such path."""
+        if name == DEFAULT_PATH:
+            return self.tiers
+        spec = self.paths.get(name)
+        return spec.tiers if spec is not None else None
+
+    def path_for(self, category: str | None) -> str:
+        """The path a ticket of `category` takes when it names none."""
+        return category if category is not None and category in self.paths else DEFAULT_PATH
+
+    def all_teams(self) -> tuple[str, ...]:
+        """Every team on any path, in first-seen order."""
+        seen = dict.fromkeys(self.tiers)
+        for spec in self.paths.values():
+            seen.update(dict.fromkeys(spec.tiers))
+        return tuple(seen)
+
+    def team(self, name: str) -> TeamSettings:
+        return self.teams.get(name, MANUAL_TEAM)
 
     def targets_for(self, priority: Priority) -> Targets:
         return self.targets[priority]
@@ -462,6 +557,10 @@ def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str
     for priority, targets in policy.targets.items():
         for field in ("first_response", "resolution", "tier_budget"):
             durations[f"targets.{priority}.{field}"] = getattr(targets, field)
+    for team, settings in policy.teams.items():
+        durations[f"teams.{team}.ack_within"] = settings.ack_within
+        if settings.tier_budget is not None:
+            durations[f"teams.{team}.tier_budget"] = settings.tier_budget
     for key, value in durations.items():
         if value > limit:
             raise PolicyError(

@@ -14,6 +14,7 @@ from reports.printable import visible
 from reports.sla import (
     AGE_BUCKETS,
     DIMENSION_TITLES,
+    AckMetrics,
     Metrics,
     Report,
     fmt_duration,
@@ -44,6 +45,29 @@ def _cells(m: Metrics) -> list[str]:
         fmt_duration(m.ttfr_p90),
         fmt_duration(m.ttr_median),
         fmt_duration(m.ttr_p90),
+    ]
+
+
+ACK_HEADERS = [
+    "assigned",
+    "acked",
+    "timed out",
+    "reassigned",
+    "within",
+    "TTA med",
+    "TTA p90",
+]
+
+
+def _ack_cells(m: AckMetrics) -> list[str]:
+    return [
+        str(m.assignments),
+        str(m.acknowledged),
+        str(m.timed_out),
+        str(m.reassignments),
+        fmt_percent(m.within_share),
+        fmt_duration(m.tta_median),
+        fmt_duration(m.tta_p90),
     ]
 
 
@@ -99,12 +123,22 @@ def render_text(report: Report) -> str:
             ],
         )
     )
+    for dim, acks in report.acks_by.items():
+        if acks:
+            out += ["", f"acknowledgement by {dim}"]
+            out.append(table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
     out += [
         "",
         "FR/res SLA: % met of tickets whose first response / resolution SLA is decided;"
         " escalated: % of tickets escalated at least once; FCR: % of done tickets never"
         " escalated; TTFR/TTR: time to first response / resolution (median, p90).",
     ]
+    if any(report.acks_by.values()):
+        out.append(
+            "Acknowledgement: auto-assignments; TTA: time to acknowledge (median, p90);"
+            " reassigned: assignments made after an ack timeout; within: % of acknowledged or"
+            " timed-out assignments acknowledged within the team's ack_within."
+        )
     return "\n".join(out) + "\n"
 
 
@@ -283,6 +317,10 @@ def render_html(report: Report, title: str = "SLA report") -> str:
             ],
         )
     )
+    for dim, acks in report.acks_by.items():
+        if acks:
+            out.append(f"<h2>Acknowledgement by {escape(dim)}</h2>")
+            out.append(_html_table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
     out.append(
         '<p class="note">FR/res SLA: % met of tickets whose first response / resolution SLA is'
         " decided; escalated: % of tickets escalated at least once; FCR (first-contact"

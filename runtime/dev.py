@@ -44,6 +44,7 @@ from typing import IO, Any, TypeVar
 
 from runtime.config import DATA_DIR, EMBEDDED_PG_DIR, PROJECT_ROOT, Settings
 from runtime.database import embedded_postgres
+from runtime.demo_teams import teams_demo_env
 from workflows.search_attributes import CLI_TYPES
 
 LOCALHOST = "127.0.0.1"
@@ -714,6 +715,8 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
 
         temporal_address = f"{LOCALHOST}:{opts.temporal_port}"
         env = worker_env(pg.uri, temporal_address, console_logs=out.isatty())
+        if opts.demo:  # the teams demo's policy and directory, unless the caller chose theirs
+            env = teams_demo_env(DATA_DIR, env)
         say("starting the worker ...")
         worker = Child.spawn(
             "worker",

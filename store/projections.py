@@ -70,6 +70,8 @@ TICKET_COLUMNS: tuple[str, ...] = (
     "escalation_count",
     "version",
     "last_position",
+    "path",
+    "acknowledged",
 )
 ESCALATION_COLUMNS: tuple[str, ...] = (
     "ticket_id",
@@ -111,6 +113,9 @@ def ticket_row(state: TicketState, last_position: int) -> dict[str, Any]:
         "escalation_count": len(state.escalations),
         "version": v.version,
         "last_position": last_position,
+        "path": v.path,
+        # Whether the current auto-assignee acknowledged; null without an auto-assignment.
+        "acknowledged": (state.acknowledged_at is not None) if state.assigned_auto else None,
     }
 
 

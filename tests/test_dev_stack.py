@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_temporal_command_registers_every_search_attribute_with_its_type() -> No
     assert registered["SlaBreached"] == "Bool"
     assert registered["TicketSlaDue"] == "Datetime"
     assert registered["TicketStatus"] == "Keyword"
+    assert registered["TicketPath"] == "Keyword"  # v2
     assert set(registered.values()) <= VALID_CLI_TYPES
 
 
@@ -283,3 +285,23 @@ def test_a_taken_port_names_the_process_holding_it(listening_port: int) -> None:
         dev.check_ports_free({"Temporal frontend": listening_port})
 
     assert f"pid {os.getpid()} (" in str(caught.value)
+
+
+def test_the_teams_demo_files_are_written_unless_the_caller_chose_theirs(tmp_path: Path) -> None:
+    from domain.agents import check_teams
+    from runtime.config_files import load_directory, load_policies
+    from runtime.demo_teams import TEAMS_DEMO_POLICY, teams_demo_env
+
+    env = teams_demo_env(tmp_path, {"PATH": "/bin"})
+    policies = load_policies(env["ESCALATION_POLICY_FILE"])
+    directory = load_directory(env["ESCALATION_AGENTS_FILE"])
+    check_teams(directory, policies, "demo")  # the worker would start
+    demo = policies[TEAMS_DEMO_POLICY]
+    assert demo.path_tiers("billing") == ("L1", "billing", "billing-manager")
+    assert demo.team("billing").automatic and demo.team("billing-manager").automatic
+    # The story fits in a minute: two ack timeouts at billing, then the manager.
+    billing = demo.team("billing")
+    assert billing.ack_within * (billing.max_reassign + 1) <= timedelta(minutes=1)
+    mine = {"ESCALATION_AGENTS_FILE": "/etc/agents.toml"}
+    assert teams_demo_env(tmp_path / "other", mine) == mine
+    assert not (tmp_path / "other").exists()

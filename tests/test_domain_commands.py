@@ -162,6 +162,8 @@ def test_the_contract_action_names() -> None:
         "resolve",
         "reopen",
         "close",
+        "transfer",
+        "acknowledge",
     }
 
 

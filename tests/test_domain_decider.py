@@ -854,6 +854,8 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     "resolve": {"agent_id": "ann", "resolution": "done"},
     "reopen": {"agent_id": "ann"},
     "close": {"agent_id": "ann"},
+    "transfer": {"agent_id": "ann", "path": "default", "to_tier": "L2", "reason": "x"},
+    "acknowledge": {"agent_id": "ann"},
 }
 VERBS = {
     "assign": "assign",
@@ -865,6 +867,8 @@ VERBS = {
     "resolve": "resolve",
     "reopen": "reopen",
     "close": "close",
+    "transfer": "transfer",
+    "acknowledge": "acknowledge",
 }
 
 
@@ -1013,6 +1017,17 @@ def test_view_has_exactly_the_contract_fields() -> None:
         "version",
         "sla",
         "escalations",
+        "path",
+        "tiers",
+        "assignment",
+    }
+    assert set(data["assignment"]) == {
+        "mode",
+        "assignee",
+        "assigned_at",
+        "ack_due",
+        "acknowledged_at",
+        "timeouts",
     }
     assert set(data["sla"]) == {
         "first_response_due",

@@ -205,6 +205,7 @@ def test_escalations_by_trigger_count_only_the_range(report: Report) -> None:
         "first_response_breach": 3,
         "tier_timeout": 4,
         "agent_request": 3,
+        "ack_timeout": 0,
     }
 
 
@@ -314,13 +315,14 @@ def test_html_report_is_self_contained_with_the_right_charts(report: Report) -> 
     assert set(parser.charts) == {
         "sla-by-priority",
         "sla-by-tier",
+        "sla-by-path",
         "sla-by-category",
         "sla-by-customer",
         "time-by-priority",
         "escalations-by-trigger",
         "backlog-by-tier",
     }
-    assert parser.tables == 6  # overall, four dimensions, backlog
+    assert parser.tables == 7  # overall, five dimensions (path since v2), backlog
 
     by_priority = parser.charts["sla-by-priority"]
     assert {p: by_priority[("first response", p)] for p in ("urgent", "high", "normal", "low")} == {
@@ -349,6 +351,7 @@ def test_html_report_is_self_contained_with_the_right_charts(report: Report) -> 
         ("escalations", "first_response_breach"): 3,
         ("escalations", "tier_timeout"): 4,
         ("escalations", "agent_request"): 3,
+        ("escalations", "ack_timeout"): 0,
     }
     assert parser.charts["backlog-by-tier"] == {
         (bucket, tier): count

@@ -177,6 +177,7 @@ async def test_list_queries(dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch)
         "TICKET",
         "STATUS",
         "PRI",
+        "PATH",
         "TIER",
         "ASSIGNEE",
         "CUSTOMER",
@@ -184,7 +185,9 @@ async def test_list_queries(dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch)
         "DUE",
         "BREACHED",
     ]
-    assert row.split()[:6] == [tid, "open", "normal", "L2", "—", customer]
+    assert row.split()[:7] == [tid, "open", "normal", "default", "L2", "—", customer]
+    paths = await poll_list(dev_rig, tid, "--path", "default", "--customer", customer)
+    assert [r["ticket_id"] for r in paths] == [tid]
     assert "in " in row and row.endswith("no")
     await ok(dev_rig, "close", tid)
     closed = await poll_list(dev_rig, tid, "--status", "closed", "--customer", customer)

@@ -48,6 +48,8 @@ working a ticket, start to finish:
   tickets wait-customer T-1001 -m "Which card did you use?"   # SLA clocks pause
   tickets customer-replied T-1001 -m "The Visa one"           # clocks resume
   tickets escalate T-1001 --reason "needs payments engineering"
+  tickets transfer T-1001 --path billing --reason "a refund dispute"   # another path
+  tickets ack T-1001                      # you were auto-assigned: acknowledge it
   tickets show T-1001                     # status, tier, assignee, SLA countdowns
   tickets resolve T-1001 --resolution "refund re-issued"
   tickets close T-1001
@@ -126,7 +128,9 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
         f"  customer {visible(v.customer_id)} · category {visible(v.category or '—')}"
         f" · policy {v.policy}"
         f" · opened {clock(v.opened_at, now)} ({ago(now - v.opened_at)} ago)",
+        f"  path {v.path}: {' → '.join(v.tiers)}",
     ]
+    lines += render_assignment(v, now)
     sla = []
     if v.first_responded_at:
         sla.append(f"first response given {clock(v.first_responded_at, now)}")
@@ -165,6 +169,27 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
+def render_assignment(v: TicketView, now: datetime) -> list[str]:
+    """The team's assignment: mode, assignee, and the acknowledgement countdown."""
+    a = v.assignment
+    if a is None or (a.mode == "manual" and not a.timeouts):
+        return []
+    line = f"  assignment ({a.mode}): "
+    if a.assignee is None:
+        line += "unassigned"
+    else:
+        line += (
+            f"{a.assignee}, assigned {clock(a.assigned_at, now)}" if a.assigned_at else a.assignee
+        )
+        if a.acknowledged_at is not None:
+            line += f", acknowledged {clock(a.acknowledged_at, now)}"
+        elif a.ack_due is not None:
+            line += f", {countdown('acknowledge', a.ack_due, now)}"
+    if a.timeouts:
+        line += f" · {a.timeouts} did not acknowledge at this tier"
+    return [line]
+
+
 def render_history(ticket_id: str, events: list[DomainEvent]) -> str:
     """The same timeline `readside.py history` prints from the event store."""
     text = render_timeline(ticket_id, timeline(events), "workflow").rstrip("\n")
@@ -181,7 +206,17 @@ def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
     now = now or utc_now()
     if not rows:
         return "no tickets match"
-    header = ("TICKET", "STATUS", "PRI", "TIER", "ASSIGNEE", "CUSTOMER", "NEXT DUE", "BREACHED")
+    header = (
+        "TICKET",
+        "STATUS",
+        "PRI",
+        "PATH",
+        "TIER",
+        "ASSIGNEE",
+        "CUSTOMER",
+        "NEXT DUE",
+        "BREACHED",
+    )
     table = [header]
     for r in rows:
         due = "—"
@@ -193,6 +228,7 @@ def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
                 r.ticket_id,
                 r.status or r.execution_status,
                 r.priority or "—",
+                r.path or "—",
                 r.tier or "—",
                 r.assignee or "—",
                 r.customer_id or "—",
@@ -309,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="e.g. billing")
     p.add_argument("--description", help="longer text")
     p.add_argument("--policy", default="default", help="SLA policy name (default: default)")
+    p.add_argument("--path", help="a path of the policy (default: by category, else default)")
 
     add(
         "claim",
@@ -335,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reason", required=True, help="why (1..2000 characters)")
     p.add_argument("--to-tier", help="a tier above the current one (default: the next tier)")
+    p = add(
+        "transfer",
+        "functional escalation: move the ticket to another path of its policy (a reason is"
+        " required); it enters --to-tier, or the same position on that path",
+        "  tickets transfer T-1001 --path billing --reason 'a refund dispute'\n"
+        "  tickets transfer T-1001 --path billing --to-tier billing-manager --reason 'refund'\n",
+    )
+    p.add_argument("--path", required=True, help="the path, e.g. billing")
+    p.add_argument("--reason", required=True, help="why (1..2000 characters)")
+    p.add_argument("--to-tier", help="a tier on that path (default: the same position)")
+    add(
+        "ack",
+        "acknowledge a ticket you were auto-assigned (any other action of yours does too)",
+        "  tickets ack T-1001 --agent bea\n",
+    )
     p = add(
         "wait-customer",
         "set the ticket pending: waiting for the customer; every SLA clock pauses",
@@ -388,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "list tickets (running ones unless --status closed or --all); filters combine with AND",
         "  tickets list --mine --agent alice      # my tickets\n"
         "  tickets list --tier L2 --status open   # the L2 queue\n"
+        "  tickets list --path billing            # tickets on the billing path\n"
         "  tickets list --breaching-within 30m    # about to breach\n"
         "  tickets list --breached                # already breached\n"
         "  tickets list --query \"TicketCustomer='acme'\" --json\n",
@@ -396,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mine", action="store_true", help="assigned to you (--agent/TICKETS_AGENT)")
     p.add_argument("--assignee", help="assigned to this agent")
     p.add_argument("--tier", help="at this tier, e.g. L2 (a tier's queue)")
+    p.add_argument("--path", help="on this path, e.g. billing")
     p.add_argument("--status", choices=STATUSES, help="in this status")
     p.add_argument("--priority", choices=PRIORITIES, help="of this priority")
     p.add_argument("--customer", help="of this customer id")
@@ -426,6 +480,8 @@ def list_query(args: argparse.Namespace, agent: str | None, now: datetime) -> st
         clauses.append(f"TicketAssignee = {_quote(args.assignee)}")
     if args.tier:
         clauses.append(f"TicketTier = {_quote(args.tier)}")
+    if args.path:
+        clauses.append(f"TicketPath = {_quote(args.path)}")
     if args.status:
         clauses.append(f"TicketStatus = {_quote(args.status)}")
     if args.priority:
@@ -455,6 +511,8 @@ ACTION_VERBS = {
     "assign": "assigned",
     "respond": "response recorded",
     "escalate": "escalated",
+    "transfer": "transferred",
+    "ack": "acknowledged",
     "wait-customer": "waiting for the customer",
     "customer-replied": "customer reply recorded",
     "priority": "priority changed",
@@ -494,6 +552,12 @@ async def _act(tc: TicketClient, args: argparse.Namespace, agent: str | None) ->
             return await tc.reopen(t, agent_id=agent, reason=args.reason, request_id=rid)
         case "close":
             return await tc.close(t, agent or "", request_id=rid)
+        case "transfer":
+            return await tc.transfer(
+                t, agent or "", args.path, args.reason, to_tier=args.to_tier, request_id=rid
+            )
+        case "ack":
+            return await tc.acknowledge(t, agent or "", request_id=rid)
     raise UsageError(f"unknown command {cmd!r}")
 
 
@@ -510,6 +574,7 @@ async def _run(tc: TicketClient, args: argparse.Namespace, agent: str | None, as
                 "category",
                 "description",
                 "policy",
+                "path",
             )
             if getattr(args, k) is not None
         }

@@ -83,6 +83,7 @@ class TicketSummary(BaseModel):
     sla_due: datetime | None
     started_at: datetime | None
     closed_at: datetime | None
+    path: str | None = None  # v2 (TicketPath); unset on tickets started before paths
 
 
 def _reason(exc: BaseException) -> str:
@@ -345,6 +346,30 @@ class TicketClient:
     ) -> TicketView:
         return await self.act(ticket_id, "close", agent_id=agent_id, request_id=request_id)
 
+    async def transfer(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        path: str,
+        reason: str,
+        to_tier: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id,
+            "transfer",
+            agent_id=agent_id,
+            path=path,
+            reason=reason,
+            to_tier=to_tier,
+            request_id=request_id,
+        )
+
+    async def acknowledge(
+        self, ticket_id: str, agent_id: str, request_id: str | None = None
+    ) -> TicketView:
+        return await self.act(ticket_id, "acknowledge", agent_id=agent_id, request_id=request_id)
+
     # --- reading ------------------------------------------------------------------------------
 
     async def show(self, ticket_id: str) -> TicketView:
@@ -398,6 +423,7 @@ class TicketClient:
                         customer_id=attrs.get(sa.TICKET_CUSTOMER),
                         sla_breached=attrs.get(sa.SLA_BREACHED),
                         sla_due=attrs.get(sa.TICKET_SLA_DUE),
+                        path=attrs.get(sa.TICKET_PATH),
                         started_at=wf.start_time,
                         closed_at=wf.close_time,
                     )

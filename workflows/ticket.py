@@ -36,10 +36,12 @@ with workflow.unsafe.imports_passed_through():
     # By full name: `from workflows import ...` would make the sandbox a copy of the module.
     import workflows.history_budget as history_budget
     from activities.agents import AgentActivities
+    from activities.assignment import AssignmentActivities
     from activities.event_store import AppendBatch, EventStoreActivities
     from activities.policy import PolicyActivities
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
+    from domain.assignment import Choice, choice_request
     from domain.calendar import local_time
     from domain.commands import (
         MAX_PAYLOAD_DEPTH,
@@ -49,10 +51,19 @@ with workflow.unsafe.imports_passed_through():
         parse_open_ticket,
         payload_depth,
     )
-    from domain.decider import Open, Tick, decide, reject
+    from domain.decider import Assigned, Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
-    from domain.state import TicketState, deadlines, evolve, fold, reminded, renotify_due
+    from domain.policy import Policy
+    from domain.state import (
+        TicketState,
+        choice_due,
+        deadlines,
+        evolve,
+        fold,
+        reminded,
+        renotify_due,
+    )
     from domain.view import TicketView, view
     from runtime.codec import UNDECRYPTABLE
     from workflows import search_attributes as sa
@@ -62,6 +73,8 @@ WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
 # Since 0.2.1: the event store is asked at open whether it holds the ticket already.
 STORE_AT_OPEN = "store-at-open"
+# Paths and teams: the path recorded at open, auto-assignment (a local activity), TicketPath.
+TEAMS = "teams-assignment"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
@@ -116,6 +129,7 @@ class TicketWorkflow:
         self._sending = 0  # notify activities in flight (first release: awaited by the appender)
         self._notifying: set[asyncio.Task[None]] = set()  # since 0.2: sent beside the appender
         self._v2 = False  # RELEASE_0_2 in effect (decided once, at the start of run)
+        self._teams = False  # TEAMS in effect (likewise)
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
@@ -140,6 +154,7 @@ class TicketWorkflow:
     @workflow.run
     async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
         self._v2 = workflow.patched(RELEASE_0_2)
+        self._teams = workflow.patched(TEAMS)
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
@@ -149,6 +164,7 @@ class TicketWorkflow:
             await self._wait_for_next_deadline()
             self._raise_if_fatal()
             self._record(decide(self._state, Tick(), self._clock()))
+            await self._assign_if_due()
             if self._history_full():
                 await self._drain()
                 workflow.continue_as_new(
@@ -227,7 +243,54 @@ class TicketWorkflow:
                 ) from None
             raise
         at = self._clock()
-        self._record(decide(None, Open(ticket=ticket, policy=policy), at), at)
+        try:
+            opened = decide(None, Open(ticket=ticket, policy=policy, record_path=self._teams), at)
+        except InvalidTicket as exc:  # a path its policy does not have
+            raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
+        self._record(opened, at)
+
+    # --- teams: automatic assignment ------------------------------------------------------------
+
+    async def _assign_if_due(self) -> None:
+        """A team that assigns automatically has a choice due (entered, an ack timeout, the
+        retry after nobody was available): a local activity chooses, the decider records it."""
+        if not self._teams or self._state is None:
+            return
+        async with self._action_lock:
+            due = choice_due(self._state)
+            if due is None or due > self._clock():
+                return
+            request = choice_request(self._state)
+            try:
+                choice = await workflow.execute_local_activity_method(
+                    AssignmentActivities.choose_assignee,
+                    request,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=timedelta(minutes=2),
+                    summary=f"choose assignee at {request.team}",
+                )
+            except (ActivityError, ApplicationError) as exc:
+                # Never stuck on the database: recorded as nobody available, tried again
+                # after ack_within like any other.
+                cause = _application_failure(exc)
+                why = cause.message if cause is not None else str(exc.cause or exc)
+                choice = Choice(agent_id=None, reason=f"the choice failed: {why}")
+            self._record(
+                decide(self._state, Assigned(request=request, choice=choice), self._clock())
+            )
+
+    @staticmethod
+    def _teams_details(current: TicketView, policy: Policy) -> str:
+        """The path and the assignee's acknowledgement, for the UI's current details."""
+        a = current.assignment
+        ack = "—"
+        if a is not None and a.acknowledged_at is not None:
+            ack = "acknowledged"
+        elif a is not None and a.ack_due is not None:
+            ack = f"ack due {local_time(a.ack_due, policy)}"
+        elif a is not None and a.mode != "manual" and a.assignee is None:
+            ack = f"{a.mode}: unassigned"
+        return f" · path {current.path} · {ack}"
 
     async def _resumed_from_store(self, ticket_id: str) -> bool:
         """A ticket id the store already holds is never opened again. A fresh start for it is
@@ -445,8 +508,12 @@ class TicketWorkflow:
             sa.SLA_BREACHED.name: bool(current.sla.breaches),
             sa.TICKET_SLA_DUE.name: current.sla.nearest_due(),
         }
+        if self._teams:
+            wanted[sa.TICKET_PATH.name] = current.path
         updates: list[SearchAttributeUpdate[Any]] = []
         for key in sa.ALL_KEYS:
+            if key.name not in wanted:
+                continue
             value = wanted[key.name]
             if key.name in self._search_attributes and self._search_attributes[key.name] == value:
                 continue
@@ -459,6 +526,7 @@ class TicketWorkflow:
             f"**{current.status}** · tier {current.tier} · "
             f"assignee {current.assignee or '—'} · "
             f"next due {local_time(due, self._state.policy) if due else '—'}"
+            + (self._teams_details(current, self._state.policy) if self._teams else "")
         )
 
     # --- actions --------------------------------------------------------------------------------
@@ -504,7 +572,7 @@ class TicketWorkflow:
             agent_id=agent_id,
             assignee=action.assignee if isinstance(action, Assign) else None,
             tier=self._state.tier,
-            tiers=self._state.policy.tiers,
+            tiers=self._state.tiers,
         )
         return await workflow.execute_local_activity_method(
             AgentActivities.authorize,
@@ -689,6 +757,30 @@ class TicketWorkflow:
     @close.validator
     def _close_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
         self._validate("close", payload)
+
+    @workflow.signal(name="transfer")
+    async def transfer_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("transfer", payload)
+
+    @workflow.update(name="transfer")
+    async def transfer(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("transfer", payload)
+
+    @transfer.validator
+    def _transfer_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("transfer", payload)
+
+    @workflow.signal(name="acknowledge")
+    async def acknowledge_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("acknowledge", payload)
+
+    @workflow.update(name="acknowledge")
+    async def acknowledge(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("acknowledge", payload)
+
+    @acknowledge.validator
+    def _acknowledge_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("acknowledge", payload)
 
     # --- queries --------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, register_search_attributes, venv_binary  # noqa: E402
+from tests.test_domain_teams import POLICY as TEAMS_POLICY  # noqa: E402
 from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
@@ -45,6 +46,7 @@ from tests.test_workflow_business_hours import (  # noqa: E402
     skip_to_friday_evening,
     skip_to_half_day_eve,
 )
+from tests.test_workflow_teams import OFFICE as TEAMS_OFFICE_POLICIES  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import history_budget  # noqa: E402
 from workflows.search_attributes import ALL_KEYS  # noqa: E402
@@ -52,6 +54,8 @@ from workflows.search_attributes import ALL_KEYS  # noqa: E402
 Driver = Callable[[TicketRig], Awaitable[None]]
 # A scenario's policies, or a function of the server's clock making them (dates in a calendar)
 Policies = dict[str, Policy] | Callable[[datetime], dict[str, Policy]]
+TEAMS = {"default": TEAMS_POLICY}
+TEAMS_OFFICE = {"default": TEAMS_OFFICE_POLICIES["default"]}
 
 
 # --- drivers: the steps of the suite's workflow tests, without their assertions -------------
@@ -235,6 +239,80 @@ async def authorization(rig: TicketRig) -> None:
     await h.result()
 
 
+TEAMS_DIRECTORY = """
+[agents.ann]
+name = "Ann"
+tiers = ["L1"]
+[agents.bea]
+name = "Bea"
+tiers = ["billing"]
+[agents.carl]
+name = "Carl"
+tiers = ["billing"]
+[agents.max]
+name = "Max"
+tiers = ["billing-manager"]
+"""
+
+
+async def teams_ack_chain(rig: TicketRig) -> None:
+    """Escalated to billing: auto-assigned, not acknowledged, reassigned, not acknowledged,
+    escalated to the manager (ack_timeout), who acknowledges."""
+    h = await rig.open(category="billing")
+    await h.execute_update("request_escalation", {"agent_id": "ann", "reason": "dispute"})
+    await _until_assigned(h)
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await _until_assigned(h)
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await _until_assigned(h, "max")
+    await h.execute_update("acknowledge", {"agent_id": "max"})
+    await rig.sleep(timedelta(minutes=30))
+
+
+async def teams_transfer(rig: TicketRig) -> None:
+    """Transferred from the default path to billing, assigned, acknowledged by a reply, a
+    refused transfer signal, resolved and closed by the timer."""
+    h = await rig.open(category="hardware")
+    await h.execute_update(
+        "transfer", {"agent_id": "ann", "path": "billing", "to_tier": "billing", "reason": "r"}
+    )
+    who = await _until_assigned(h)
+    await h.execute_update("respond", {"agent_id": who, "message": "on it"})
+    await h.signal("transfer", {"agent_id": who, "path": "nope", "reason": "x"})
+    await h.execute_update("resolve", {"agent_id": who, "resolution": "refunded"})
+    await h.result()
+
+
+async def teams_unavailable(rig: TicketRig) -> None:
+    """Opened at billing where everyone is away: nobody available, tried again after
+    ack_within (a timer), assigned by hand, resolved."""
+    h = await rig.open(path="fast")
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await rig.sleep(timedelta(minutes=5))
+    await h.execute_update("assign", {"agent_id": "bea"})  # away, yet she may take it
+    await h.execute_update("resolve", {"agent_id": "bea", "resolution": "refunded"})
+
+
+async def teams_business_hours(rig: TicketRig) -> None:
+    """Auto-assigned at 16:55 on a Friday in Berlin: the ack clock waits for Monday 09:05."""
+    await skip_to_friday_evening(rig)
+    await rig.sleep(timedelta(minutes=5))
+    h = await rig.open(path="fast", policy="default")
+    await _until_assigned(h)
+    await rig.sleep(timedelta(days=2, hours=16, minutes=11))
+    await _until_assigned(h)
+
+
+async def _until_assigned(h: Any, who: str | None = None) -> str:
+    for _ in range(500):
+        view = await h.query("state")
+        assignee = view["assignment"]["assignee"] if view else None
+        if assignee is not None and (who is None or assignee == who):
+            return str(assignee)
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"{h.id}: not assigned")
+
+
 # name -> (driver, server, policies, agent directory)
 SCENARIOS: dict[str, tuple[Driver, str, Policies | None, str | None]] = {
     "first_response_breach": (first_response_breach, "time", None, None),
@@ -254,6 +332,15 @@ SCENARIOS: dict[str, tuple[Driver, str, Policies | None, str | None]] = {
     "rejected_updates": (rejected_updates, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
     "continue_as_new": (continue_as_new, "time", None, None),
+    "teams_ack_chain": (teams_ack_chain, "time", TEAMS, TEAMS_DIRECTORY),
+    "teams_transfer": (teams_transfer, "time", TEAMS, TEAMS_DIRECTORY),
+    "teams_unavailable": (
+        teams_unavailable,
+        "time",
+        TEAMS,
+        TEAMS_DIRECTORY.replace('tiers = ["billing"]', 'tiers = ["billing"]\naway = true'),
+    ),
+    "teams_business_hours": (teams_business_hours, "time", TEAMS_OFFICE, TEAMS_DIRECTORY),
 }
 
 
