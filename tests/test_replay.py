@@ -23,7 +23,14 @@ from temporalio.workflow import NondeterminismError
 
 import workflows.history_budget as history_budget
 from domain.view import TicketView
-from workflows.ticket import NO_PAYLOAD, RELEASE_0_2, TEAMS, Carried, TicketWorkflow
+from workflows.ticket import (
+    NO_PAYLOAD,
+    RELEASE_0_2,
+    STORE_AT_OPEN,
+    TEAMS,
+    Carried,
+    TicketWorkflow,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -52,7 +59,7 @@ SCENARIOS = {
     "authorization",
 }
 # Scenarios added after the first release: only today's workflow recorded them.
-SINCE_0_2 = {"business_hours_dates"}
+SINCE_0_2 = {"business_hours_dates", "hostile_payloads", "reset_resume"}
 TEAM_SCENARIOS = {
     "teams_ack_chain",
     "teams_transfer",
@@ -109,10 +116,13 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the RELEASE_0_2 and TEAMS patch markers, release 0.2's only
-    the first, the first release's none: all replay (above), so the old paths are still there
-    for tickets started before."""
-    assert all(patch_markers(load(p)) == {RELEASE_0_2, TEAMS} for p in CURRENT)
+    """Today's recordings carry the RELEASE_0_2 and TEAMS patch markers (and STORE_AT_OPEN
+    where the run opened a ticket: not a continued run, not a refused input), release 0.2's
+    only the first, the first release's none: all replay (above), so the old paths are still
+    there for tickets started before."""
+    markers = [patch_markers(load(p)) for p in CURRENT]
+    assert all({RELEASE_0_2, TEAMS} <= m <= {RELEASE_0_2, TEAMS, STORE_AT_OPEN} for m in markers)
+    assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)
     assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
 

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.history_budget as history_budget
     from activities.agents import AgentActivities
     from activities.assignment import AssignmentActivities
-    from activities.event_store import AppendBatch, EventStoreActivities
+    from activities.event_store import AppendBatch, EventStoreActivities, StoreLookup
     from activities.policy import PolicyActivities
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
@@ -297,16 +297,18 @@ class TicketWorkflow:
         refused (the id was closed, or its workflow ended otherwise); a run that an operator's
         `temporal workflow reset` began takes up the ticket where the store has it, so the
         store's seq 1..n goes on and its stored events are never decided anew."""
+        info = workflow.info()
         stored = await workflow.execute_local_activity_method(
             EventStoreActivities.stored_ticket,
-            ticket_id,
+            StoreLookup(
+                ticket_id=ticket_id, fresh_start=info.run_id == info.first_execution_run_id
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"look up ticket {ticket_id} in the event store",
         )
         if stored is None:
             return False
-        info = workflow.info()
-        if info.run_id == info.first_execution_run_id:
+        if stored.fresh_start:
             raise ApplicationError(
                 f"ticket_id: ticket {ticket_id} already exists in the event store"
                 f" ({stored.state.version} events, status {stored.state.status}); ticket ids"
