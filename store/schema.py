@@ -267,6 +267,15 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX tickets_path_idx ON tickets (path, status);
         """,
     ),
+    Migration(
+        6,
+        "tickets.workflow_ended: a ticket whose workflow ended without closing it",
+        """
+        -- Set by `readside.py reconcile` (terminated, failed, timed_out, canceled); the
+        -- projector leaves it alone (not a column it folds), a rebuild clears it.
+        ALTER TABLE tickets ADD COLUMN workflow_ended text;
+        """,
+    ),
 ]
 
 
