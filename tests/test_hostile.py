@@ -5,6 +5,7 @@ workflow task fails."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +34,7 @@ from tests.conftest import TicketRig, ticket_worker
 from tests.test_bad_inputs import healthy_ticket, still_healthy, task_failures
 from tests.test_codec import K1, with_converter
 from tickets import TicketClient
+from workflows import history_budget
 
 pytestmark = pytest.mark.devserver
 
@@ -202,3 +204,73 @@ async def test_a_reset_to_the_first_workflow_task_resumes_from_the_store(
     assert TicketView.model_validate(view) == domain_view(state)
     assert await task_failures(reset) == ["operator reset"]  # the reset's own mark, no other
     dev_rig.handles.append(reset)
+
+
+# --- floods -------------------------------------------------------------------------------------
+
+
+async def _runs(client: Client, workflow_id: str) -> int:
+    return len([w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
+
+
+async def test_a_signal_flood_continues_as_new_on_budget_and_loses_nothing(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handlers only take actions in, so the run continues as new whenever its budget says,
+    carrying what it has not decided yet: 600 Signals at once, budget 100 per run."""
+    monkeypatch.setattr(history_budget, "CONTINUE_AS_NEW_MESSAGES", 100)
+    h = await dev_rig.open()
+    await asyncio.gather(
+        *(
+            h.signal("respond", {"agent_id": "amy", "message": f"m{n}", "request_id": f"f-{n}"})
+            for n in range(600)
+        )
+    )
+    view = await asyncio.wait_for(
+        TicketClient(dev_rig.client, dev_rig.task_queue).respond(dev_rig.last_id, "amy", "last"),
+        timeout=120,
+    )
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    messages = [e.payload["message"] for e in stored if e.event_type == "AgentResponded"]
+    assert sorted(messages) == sorted([f"m{n}" for n in range(600)] + ["last"])
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    assert view.version == len(stored)
+    assert (
+        await _runs(dev_rig.client, h.id) >= 2
+    )  # the first took in 100 and more, then handed over
+
+
+async def test_updates_during_a_continue_as_new_are_retried_and_applied_once(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_budget, "CONTINUE_AS_NEW_MESSAGES", 20)
+    h = await dev_rig.open()
+    tc = TicketClient(dev_rig.client, dev_rig.task_queue)
+    views = await asyncio.wait_for(
+        asyncio.gather(*(tc.respond(dev_rig.last_id, "amy", f"u{n}") for n in range(60))),
+        timeout=180,
+    )
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    messages = sorted(e.payload["message"] for e in stored if e.event_type == "AgentResponded")
+    assert messages == sorted(f"u{n}" for n in range(60))  # each once: no loss, no double
+    assert max(v.version for v in views) == len(stored)
+    assert await _runs(dev_rig.client, h.id) >= 3
+
+
+async def test_big_replies_are_stored_in_batches_under_the_blob_limit(dev_rig: TicketRig) -> None:
+    """1,500 valid 20 KB replies got the run terminated at 53 MB; here 300 replies of 19 KB
+    (5.7 MB, twice the history budget) at once: appended in batches of at most
+    APPEND_BATCH_BYTES, continued as new on the 2 MB budget, every reply stored once."""
+    h = await dev_rig.open()
+    body = "x" * 19_000
+    await asyncio.gather(
+        *(h.signal("respond", {"agent_id": "amy", "message": f"{n}:{body}"}) for n in range(300))
+    )
+    await asyncio.wait_for(
+        TicketClient(dev_rig.client, dev_rig.task_queue).respond(dev_rig.last_id, "amy", "end"),
+        timeout=180,
+    )
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    replies = [e for e in stored if e.event_type == "AgentResponded"]
+    assert len(replies) == 301 and len({e.payload["message"] for e in replies}) == 301
+    assert await _runs(dev_rig.client, h.id) >= 2

@@ -24,6 +24,7 @@ from temporalio.workflow import NondeterminismError
 import workflows.history_budget as history_budget
 from domain.view import TicketView
 from workflows.ticket import (
+    INBOX,
     NO_PAYLOAD,
     RELEASE_0_2,
     STORE_AT_OPEN,
@@ -116,12 +117,13 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the RELEASE_0_2 and TEAMS patch markers (and STORE_AT_OPEN
+    """Today's recordings carry the RELEASE_0_2, TEAMS and INBOX patch markers (and STORE_AT_OPEN
     where the run opened a ticket: not a continued run, not a refused input), release 0.2's
     only the first, the first release's none: all replay (above), so the old paths are still
     there for tickets started before."""
     markers = [patch_markers(load(p)) for p in CURRENT]
-    assert all({RELEASE_0_2, TEAMS} <= m <= {RELEASE_0_2, TEAMS, STORE_AT_OPEN} for m in markers)
+    today = {RELEASE_0_2, TEAMS, INBOX}
+    assert all(today <= m <= today | {STORE_AT_OPEN} for m in markers)
     assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)
     assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
