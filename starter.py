@@ -12,68 +12,16 @@ import time
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from domain.commands import OpenTicket, parse_open_ticket
 from domain.errors import InvalidTicket
 from domain.policy import PRIORITIES
 from runtime.config import Settings
+from runtime.demo_teams import TEAMS_DEMO_POLICY
 from runtime.process import exit_now
 from runtime.temporal import connect
-from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
+from tickets.opening import TicketClosedError, open_ticket
 
-PRIORITY_LABEL = {"urgent": "P1", "high": "P2", "normal": "P3", "low": "P4"}
-
-
-class TicketClosedError(Exception):
-    """The ticket id belongs to a ticket that was closed; ticket ids are not reused."""
-
-
-async def open_ticket(
-    client: Client, ticket: OpenTicket | dict[str, Any], task_queue: str | None = None
-) -> WorkflowHandle[Any, Any]:
-    """Start the ticket's workflow, or return the running one (idempotent open)."""
-    ticket = parse_open_ticket(ticket)  # a bad input fails here, before anything is sent
-    queue = task_queue or Settings.from_env().task_queue
-    label = PRIORITY_LABEL[ticket.priority]
-    try:
-        return await client.start_workflow(
-            WORKFLOW_TYPE,
-            ticket.model_dump(mode="json", exclude_none=True),
-            id=workflow_id_for(ticket.ticket_id),
-            task_queue=queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # A closed ticket's id stays its own: its events are in the store under that id.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"{label} · {ticket.customer_id} · {ticket.subject}",
-            static_details=static_details(ticket),
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise TicketClosedError(
-            f"ticket {ticket.ticket_id} already exists and is no longer running; "
-            "open a new ticket id"
-        ) from exc
-
-
-def static_details(ticket: OpenTicket) -> str:
-    """The Markdown the Temporal UI shows under the ticket's summary."""
-    lines = [
-        f"### {ticket.subject}",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| ticket | `{ticket.ticket_id}` |",
-        f"| customer | {ticket.customer_id} |",
-        f"| priority | {ticket.priority} ({PRIORITY_LABEL[ticket.priority]}) |",
-        f"| category | {ticket.category or '—'} |",
-        f"| SLA policy | {ticket.policy} |",
-    ]
-    if ticket.description:
-        text = ticket.description
-        lines += ["", text if len(text) <= 2000 else text[:2000] + " …"]
-    return "\n".join(lines)
-
+__all__ = ["TicketClosedError", "demo", "main", "open_ticket"]  # open_ticket: the library call
 
 DEMO_SUBJECTS = {
     "urgent": ["Checkout down for all EU customers", "Payments double-charged"],
@@ -115,7 +63,35 @@ async def demo(client: Client, task_queue: str | None = None) -> list[str]:
     )
     await handles[3].execute_update("await_customer", {"agent_id": "carol"})
     await handles[5].execute_update("resolve", {"agent_id": "dave", "resolution": "Fixed VAT"})
-    return opened
+    teams = await teams_demo(client, stamp, task_queue)
+    return opened + ([teams] if teams else [])
+
+
+async def teams_demo(client: Client, stamp: str, task_queue: str | None = None) -> str | None:
+    """A billing ticket that L1 escalates to the billing team (runtime/demo_teams.py): it is
+    auto-assigned, not acknowledged, reassigned, then escalated to the billing manager."""
+    ticket_id = f"DEMO-{stamp}-BILLING"
+    try:
+        handle = await open_ticket(
+            client,
+            {
+                "ticket_id": ticket_id,
+                "subject": "Refund disputed: charged twice, refund refused at L1",
+                "customer_id": "acme",
+                "priority": "high",
+                "category": "billing",
+                "policy": TEAMS_DEMO_POLICY,
+            },
+            task_queue,
+        )
+        await handle.execute_update(
+            "request_escalation",
+            {"agent_id": "ann", "reason": "L1 cannot approve a disputed refund"},
+        )
+    except Exception as exc:  # e.g. the worker runs with the caller's own policy file
+        print(f"teams demo skipped ({TEAMS_DEMO_POLICY!r} policy not served?): {exc}")
+        return None
+    return ticket_id
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Worker entry point: migrates the event store, then runs TicketWorkflow and its activities.
 
-Configuration is the environment (CONTRACT.md, Configuration); see README.
+Configuration is the environment (docs/contract.md#configuration, docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -17,19 +17,22 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import AgentActivities
+from activities.assignment import AssignmentActivities
 from activities.event_store import EventStoreActivities
 from activities.policy import PolicyActivities
-from domain.agents import DirectoryError
-from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError, load_channels
+from domain.agents import DirectoryError, check_teams
+from domain.channels import NO_CHANNELS, ChannelConfig, ChannelError
 from domain.errors import PolicyError
-from domain.policy import Policy, load_policies
+from domain.policy import Policy
 from runtime.config import Settings
+from runtime.config_files import load_channels, load_policies
+from runtime.database import resolve_database_url
 from runtime.logs import configure_logging
 from runtime.metrics import bind_address, prometheus_runtime
 from runtime.principal import PrincipalSettings
 from runtime.process import exit_now, stop_on_signals
 from runtime.temporal import connect
-from store.connection import create_pool, resolve_database_url
+from store.connection import create_pool
 from store.projections import background_projector
 from store.schema import migrate
 from workflows.principal import PrincipalInterceptor
@@ -55,6 +58,7 @@ def build_worker(
     store = EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
+    assignment = AssignmentActivities(pool, agents)
     return Worker(
         client,
         task_queue=task_queue,
@@ -66,7 +70,14 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
         ),
-        activities=[store.append_events, store.notify, policy.resolve_policy, agents.authorize],
+        activities=[
+            store.append_events,
+            store.notify,
+            store.stored_ticket,
+            policy.resolve_policy,
+            agents.authorize,
+            assignment.choose_assignee,
+        ],
         # Hands each Signal's and Update's signed principal to the authorization step.
         interceptors=[PrincipalInterceptor()],
         max_concurrent_activities=max_concurrent_activities,
@@ -90,10 +101,17 @@ def tuning(settings: Settings) -> dict[str, Any]:
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     policies = load_policies(settings.policy_file)  # a bad file stops the worker here
     principals = PrincipalSettings.from_env()  # ESCALATION_PRINCIPAL_KEYS / _REQUIRE_PRINCIPAL
-    # likewise a bad agent directory
-    agents = AgentActivities(settings.agents_file, principals.keys, principals.required)
+    agents = AgentActivities(  # likewise a bad agent directory
+        settings.agents_file,
+        policies,
+        principal_keys=principals.keys,
+        require_principal=principals.required,
+    )
     channels = load_channels(settings.channels_file)  # and bad notification channels
     channels.check_policies(policies)
+    directory = agents.directory()
+    if directory is not None:  # every team of paths and teams must have agents
+        check_teams(directory, policies, str(settings.agents_file))
     if settings.agents_file is None:
         log.warning(
             "no agent directory (ESCALATION_AGENTS_FILE): running open, every agent may act"
@@ -108,7 +126,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             address = bind_address(settings.metrics_port, settings.metrics_host)
             runtime = prometheus_runtime(address)
             log.info("metrics served", url=f"http://{address}/metrics")
-        client = await connect(settings, runtime=runtime)
+        client = await connect(settings, runtime=runtime, worker=True)
         worker = build_worker(
             client,
             settings.task_queue,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
@@ -15,9 +16,11 @@ from domain.agents import (
     Decision,
     DirectoryError,
     authorize,
-    load_directory,
+    check_tiers,
 )
+from domain.policy import Policy
 from domain.principal import PrincipalKeys, verify
+from runtime.config_files import load_directory
 
 log = structlog.get_logger(__name__)
 
@@ -29,12 +32,15 @@ class AgentActivities:
     def __init__(
         self,
         path: str | Path | None,
+        policies: Mapping[str, Policy] | None = None,
+        *,
         principal_keys: PrincipalKeys | None = None,
         require_principal: bool = False,
     ) -> None:
         self._principal_keys = principal_keys
         self._require_principal = require_principal
         self._path = Path(path) if path else None
+        self._policies = policies  # given: every tier in the directory must be one of theirs
         self._stamp: tuple[int, int] | None = None
         self._directory: AgentDirectory | None = None
         if self._path is not None:
@@ -46,7 +52,10 @@ class AgentActivities:
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return
-        self._directory = load_directory(self._path)
+        directory = load_directory(self._path)
+        if self._policies is not None:
+            check_tiers(directory, self._policies, str(self._path))
+        self._directory = directory
         self._stamp = stamp
         log.info("agent directory loaded", path=str(self._path), agents=len(self._directory.agents))
 

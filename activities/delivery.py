@@ -41,7 +41,8 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def verify(secret: str, body: bytes, header: str) -> bool:
-    """What a receiver does (see README): constant-time comparison of the signature."""
+    """What a receiver does (docs/configuration.md#notification-channels): constant-time
+    comparison of the signature."""
     return hmac.compare_digest(sign(secret, body), header)
 
 

@@ -21,10 +21,12 @@ from activities.delivery import DeliveryError, deliver
 from domain.channels import NO_CHANNELS, Channel, ChannelConfig
 from domain.events import DomainEvent
 from domain.notifications import Notification
+from domain.state import TicketState, fold
 from runtime import metrics
+from store.assignments import track_assignees, tracked
 from store.deliveries import delivered_channels, record_attempt, record_dead_letter
 from store.errors import EventConflict, SeqGap
-from store.event_store import AppendResult, append_events
+from store.event_store import AppendResult, append_events, read_ticket
 from store.notifications import record_notification
 from store.ticket_facts import priority_before, ticket_policy
 
@@ -32,6 +34,7 @@ from store.ticket_facts import priority_before, ticket_policy
 # that writes the dead letters: the workflow's NOTIFY_RETRY allows 10.
 DEFAULT_NOTIFY_ATTEMPTS = 10
 POLICY_CACHE_MAX = 10_000
+RECENT_EVENTS = 100  # what a resumed run keeps for its `history` query, as after continue-as-new
 
 logger = structlog.get_logger(__name__)
 
@@ -55,6 +58,23 @@ def _log() -> FilteringBoundLogger:
     )
 
 
+class StoreLookup(BaseModel):
+    """`stored_ticket`'s input: the ticket, and whether the asking run is a fresh start (not
+    a reset). Passed in and echoed back, so a replay reads the answer from the recorded result:
+    a replayer need not know the run ids the live run saw."""
+
+    ticket_id: str
+    fresh_start: bool
+
+
+class StoredTicket(BaseModel):
+    """What the event store holds of a ticket, folded: its state and its last few events."""
+
+    state: TicketState
+    recent: list[DomainEvent]
+    fresh_start: bool
+
+
 class EventStoreActivities:
     """Activities sharing one asyncpg pool; register the bound methods with the worker."""
 
@@ -62,6 +82,18 @@ class EventStoreActivities:
         self.pool = pool
         self.channels = channels
         self._policies: dict[str, str] = {}  # ticket -> policy name
+
+    @activity.defn(name="stored_ticket")
+    async def stored_ticket(self, lookup: StoreLookup) -> StoredTicket | None:
+        """The ticket as its stored events fold, or None when the store holds none: whether
+        an id was used before, and where a reset run resumes from. Read-only."""
+        events = [e.to_domain() for e in await read_ticket(self.pool, lookup.ticket_id)]
+        state = fold(events)
+        if state is None:
+            return None
+        return StoredTicket(
+            state=state, recent=events[-RECENT_EVENTS:], fresh_start=lookup.fresh_start
+        )
 
     @activity.defn(name="append_events")
     async def append_events(self, batch: AppendBatch) -> AppendResult:
@@ -102,6 +134,10 @@ class EventStoreActivities:
         log.info(
             "events appended", inserted=result.inserted, already_present=result.already_present
         )
+        if tracked(batch.events):
+            # Every time, also when the events were already present: a crash may have come
+            # between the append and this (it is idempotent; see store/assignments.py).
+            await track_assignees(self.pool, batch.events)
         await self._count(batch, result, log)
         return result
 
@@ -156,7 +192,7 @@ class EventStoreActivities:
         """Deliver to the routed channels not yet delivered; raise so Temporal retries the
         rest, or, on the last attempt, write their dead letters and return."""
         policy = await self._policy_of(n.ticket_id)
-        targets = self.channels.route(policy, n.tier, n.kind)
+        targets = self.channels.route_notice(policy, n.tier, n.kind, n.assignee)
         if not targets:
             return
         done = await delivered_channels(self.pool, n.notification_id)

@@ -32,7 +32,9 @@ from tickets.errors import (
     ActionRejected,
     CannotConnect,
     InvalidInput,
+    ServerBusy,
     TicketClosed,
+    TicketConflict,
     TicketError,
     TicketNotFound,
 )
@@ -87,40 +89,14 @@ class Api:
     # --- tickets ----------------------------------------------------------------------------
 
     async def open(self, caller: Caller, ticket: OpenTicket) -> tuple[int, TicketView]:
-        """201 opened; 200 it existed with this input; 409 it exists with other input."""
+        """201 opened; 200 it existed with this input; 409 it exists with other input (the
+        comparison is TicketClient.open_or_find's, the same as `tickets open`)."""
         if not caller.allows("open"):
             raise Problem(403, f"{caller.kind} {caller.id} may not open tickets")
         self.count_action(caller)
-        existing = await self._opened_with(ticket.ticket_id)
-        if existing is None:
-            with acting_as(caller):
-                current = await _call(self.tickets.open(ticket))
-            # Opened by us or by a concurrent caller: the recorded input says which was kept.
-            existing = await self._opened_with(ticket.ticket_id)
-            if existing is None or _same_input(existing, ticket):
-                return 201, current
-        if not _same_input(existing, ticket):
-            raise Problem(
-                409,
-                f"ticket {ticket.ticket_id} already exists with other input"
-                f" ({', '.join(_differences(existing, ticket))} differ)",
-                title="Conflict",
-            )
-        return 200, await self.show(ticket.ticket_id)
-
-    async def _opened_with(self, ticket_id: str) -> dict[str, Any] | None:
-        """The ticket's TicketOpened payload: from the workflow, else the store; None: none."""
-        try:
-            events = await self.tickets.history(ticket_id)
-        except TicketNotFound:
-            events = []
-        except TicketError as exc:
-            raise _problem(exc) from exc
-        for event in events:
-            if event.seq == 1:
-                return event.payload
-        stored = await self._stored(ticket_id)
-        return stored[0].payload if stored else None
+        with acting_as(caller):
+            opened = await _call(self.tickets.open_or_find(ticket))
+        return (201 if opened.created else 200), opened.view
 
     async def show(self, ticket_id: str) -> TicketView:
         try:
@@ -284,22 +260,6 @@ def _by_due(rows: list[TicketSummary]) -> list[TicketSummary]:
     return sorted(rows, key=lambda r: (r.sla_due or far, r.ticket_id))
 
 
-def _same_input(opened: dict[str, Any], ticket: OpenTicket) -> bool:
-    return not _differences(opened, ticket)
-
-
-def _differences(opened: dict[str, Any], ticket: OpenTicket) -> list[str]:
-    recorded = {
-        "subject": opened.get("subject"),
-        "customer_id": opened.get("customer_id"),
-        "priority": opened.get("priority"),
-        "category": opened.get("category"),
-        "description": opened.get("description"),
-        "policy": (opened.get("policy") or {}).get("name"),
-    }
-    return [k for k, v in recorded.items() if getattr(ticket, k) != v]
-
-
 async def _call(call: Awaitable[T]) -> T:
     try:
         return await call
@@ -311,12 +271,14 @@ def _problem(exc: TicketError) -> Problem:
     text = str(exc)
     if isinstance(exc, ActionRejected | TicketClosed):
         return Problem(409, text, title="Refused")
+    if isinstance(exc, TicketConflict):
+        return Problem(409, text, title="Conflict")
     if isinstance(exc, TicketNotFound):
         return Problem(404, text, title="Not found")
     if isinstance(exc, InvalidInput):
         return Problem(422, text, title="Invalid request")
-    if isinstance(exc, CannotConnect):
-        return Problem(503, text)
+    if isinstance(exc, CannotConnect | ServerBusy):
+        return Problem(503, text, headers={"Retry-After": "1"})
     return Problem(502, text, title="Temporal call failed")
 
 

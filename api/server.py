@@ -30,11 +30,12 @@ from api.principal_client import signing_client
 from domain.agents import DirectoryError
 from domain.principal import PrincipalKeyError
 from runtime.config import Settings
+from runtime.database import resolve_database_url
 from runtime.http_server import bounded_h11
 from runtime.logs import configure_logging
 from runtime.principal import PrincipalSettings
 from runtime.temporal import connect_options, data_converter
-from store.connection import create_pool, resolve_database_url
+from store.connection import create_pool
 from tickets.client import TicketClient
 
 log = structlog.get_logger("api")

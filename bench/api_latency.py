@@ -87,7 +87,7 @@ async def measure(samples: int) -> dict[str, Any]:
     async with stack() as (where, env):
         pool = await create_pool(**where, min_size=1, max_size=10)
         await migrate(pool)
-        agents = AgentActivities(directory, keys, require_principal=True)
+        agents = AgentActivities(directory, principal_keys=keys, require_principal=True)
         worker = build_worker(env.client, OURS_TQ, pool, dict(BUILTIN_POLICIES), agents)
         port = free_port()
         api_env = {

@@ -41,7 +41,7 @@ from domain.policy import DEFAULT_POLICY, PRIORITIES
 from domain.state import TicketState, evolve, next_deadline
 from store import projections
 from store.connection import create_pool
-from store.event_store import _COLUMNS
+from store.event_store import EVENT_COLUMNS
 from store.schema import migrate
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -173,9 +173,11 @@ async def measure(where: dict[str, str], n_events: int, batch_size: int) -> dict
         n = await pool.fetchval("SELECT count(*) FROM ticket_events")
 
         # Warm the cache the same way for both: one untimed scan.
-        await pool.fetch(f"SELECT {_COLUMNS} FROM ticket_events ORDER BY global_position")
+        await pool.fetch(f"SELECT {EVENT_COLUMNS} FROM ticket_events ORDER BY global_position")
         t = time.perf_counter()
-        rows = await pool.fetch(f"SELECT {_COLUMNS} FROM ticket_events ORDER BY global_position")
+        rows = await pool.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM ticket_events ORDER BY global_position"
+        )
         scan = time.perf_counter() - t
         assert len(rows) == n
 

@@ -245,7 +245,7 @@ async def temporal_phases(client: Client, size: Size, res: Results) -> None:
         await bounded(
             size.concurrency,
             size.concurrency,
-            lambda i, k=kind: lifecycle(client, k, f"warm{tag}-{k}-{i}"),
+            lambda i, k=kind: lifecycle(client, k, f"warm{tag}-{k}-{i}"),  # type: ignore[misc]
         )
     say(f"1. lifecycle throughput: {size.lifecycles} tickets per side, {size.concurrency} at once")
     # Two rounds each, interleaved, so a noisy neighbour weighs on both sides alike.
@@ -383,7 +383,7 @@ async def event_store_phase(where: dict[str, str], size: Size, res: Results) -> 
             data = store_batches(size.store_tickets, uuid.uuid4().hex[:6])
             n = sum(len(b) for t in data for b in t)
             t = time.perf_counter()
-            await bounded(len(data), size.store_concurrency, lambda i, d=data, f=fn: f(d[i]))
+            await bounded(len(data), size.store_concurrency, lambda i, d=data, f=fn: f(d[i]))  # type: ignore[misc]
             rates[name] = n / (time.perf_counter() - t)
         ours_rate = (rates["ours"] + rates["ours2"]) / 2
         raw_rate = (rates["raw"] + rates["raw2"]) / 2

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.errors import DomainError, describe_validation_error
+from domain.policy import Policy
 
 Role = Literal["agent", "lead", "manager"]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -38,8 +39,10 @@ class Agent(BaseModel):
 
     id: str
     name: str = Field(min_length=1, max_length=200)
-    tiers: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()  # the teams the agent works in
     role: Role = "agent"
+    away: bool = False  # never chosen by a team's assignment while away
+    capacity: int | None = Field(None, ge=1, le=100_000)  # open tickets assigned, at most
     # The HTTP API's static token (its SHA-256, never the token) and what it may do; an
     # agent without `may` may open tickets and take every action (the workflow still
     # decides, by tier, whether this agent may act on a given ticket).
@@ -172,13 +175,33 @@ def _check_rights(may: tuple[str, ...] | None, where: str, rights: frozenset[str
         )
 
 
-def load_directory(path: str | Path) -> AgentDirectory:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DirectoryError(f"{file}: cannot read agent directory: {exc.strerror or exc}") from exc
-    return parse_directory(text, str(file))
+def check_tiers(directory: AgentDirectory, policies: Mapping[str, Policy], source: str) -> None:
+    """Every tier (team) an agent works must be on some policy's path: a typo (`L9`) would
+    otherwise leave that agent refused everywhere, silently."""
+    known = {t for p in policies.values() for t in p.all_teams()}
+    for agent in directory.agents.values():
+        for tier in agent.tiers:
+            if tier not in known:
+                names = ", ".join(sorted(known))
+                raise DirectoryError(
+                    f"{source}: agents.{agent.id}.tiers: {tier!r} is not a tier of any policy"
+                    f" (tiers: {names})"
+                )
+
+
+def check_teams(directory: AgentDirectory, policies: Mapping[str, Policy], source: str) -> None:
+    """Every team a policy names in `paths` or `teams` must have an agent in the directory,
+    so a typo never leaves a team nobody can be assigned in."""
+    known = {t for a in directory.agents.values() for t in a.tiers}
+    for name, policy in policies.items():
+        named = [(f"paths.{p}.tiers", t) for p, spec in policy.paths.items() for t in spec.tiers]
+        named += [(f"teams.{t}", t) for t in policy.teams]
+        for key, team in named:
+            if team not in known:
+                raise DirectoryError(
+                    f"{source}: policies.{name}.{key}: team {team!r} has no agent in the"
+                    f" agent directory (add an agent with {team!r} in its tiers)"
+                )
 
 
 def _may_work(agent: Agent, tier: str, ladder: tuple[str, ...]) -> bool:

@@ -6,15 +6,21 @@ module functions then cut out the ticket's pauses (time `pending` or `resolved`)
 ticket are computed from its open time, tier entry time and pause list, so a recomputation never
 drifts.
 
-Business hours and DST. Opening hours are local wall-clock times in the calendar's zone. An
-interval `HH:MM-HH:MM` on a local date opens at the first instant the local clock reads the start
-time (or later) and closes at the first instant it reads the end time (or later); the real
-seconds in between count. So:
-- spring forward (the clock skips e.g. 02:00-03:00): an hour inside the gap opens or closes at the
-  first valid instant, 03:00 after the jump; a day open 00:00-24:00 counts 23 real hours;
-- fall back (the clock repeats e.g. 02:00-03:00): boundaries use the first occurrence (fold=0);
-  the repeated hour counts when it lies inside an interval, so a 00:00-24:00 day counts 25 hours.
-Holidays are local dates on which the calendar is closed all day.
+Business hours and DST. Opening hours are local wall-clock times in the calendar's zone, per
+weekday, replaced on single local dates by the calendar's `dates`; holidays are local dates on
+which the calendar is closed all day. An interval `HH:MM-HH:MM` on a local date opens at the
+instant of its start time and closes at the instant of its end time; the real seconds in between
+count. A wall time that exists once is that instant. In the repeated hour of a fall back, the
+first occurrence (fold=0); the repeated hour counts when it lies inside an interval, so a
+00:00-24:00 day counts 25 hours. A wall time inside a spring-forward gap (the clock skips e.g.
+02:00-03:00) depends on the rule the calendar recorded (`CalendarSpec.dst_gap`):
+- "pep495" (calendars resolved today): the wall time read with the offset before the change, as
+  zoneinfo (fold=0), java.time and zendesk/biz do: 02:30 is 03:30 after the jump, so 02:30-05:00
+  counts 1.5 hours. Boundaries so mapped can overlap (01:00-02:45 ends at 03:45, after
+  03:00-04:00 starts): a day's open time is the union of its intervals.
+- "jump" (v1, tickets opened before "pep495" existed): the first instant the clock reads that
+  time or later, i.e. the jump, 03:00: 02:30-05:00 counts 2 hours.
+Either way a day open 00:00-24:00 counts 23 real hours on a spring-forward day.
 """
 
 from __future__ import annotations
@@ -65,7 +71,9 @@ class BusinessHoursCalendar:
         self.spec = spec
         self.zone = ZoneInfo(spec.timezone)
         self._week = spec.week()
+        self._dates = spec.date_hours()
         self._holidays = frozenset(spec.holidays)
+        self._pep495 = spec.dst_gap == "pep495"
         self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
 
     def __repr__(self) -> str:
@@ -80,15 +88,23 @@ class BusinessHoursCalendar:
     def _local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.zone).date()
 
+    def hours_on(self, day: date) -> tuple[tuple[int, int], ...]:
+        """The opening intervals of one local date in minutes: holiday, else date, else week."""
+        if day in self._holidays:
+            return ()
+        found = self._dates.get(day)
+        return self._week[day.weekday()] if found is None else found
+
     def _instant(self, day: date, minute: int) -> datetime:
-        """The first instant at which the local clock reads `day` + `minute` or later (UTC)."""
+        """The instant of wall time `day` + `minute` under the calendar's DST gap rule (UTC)."""
         wall = datetime.combine(day, time()) + timedelta(minutes=minute)
         first = wall.replace(tzinfo=self.zone).astimezone(UTC)  # fold=0: first occurrence
-        if first.astimezone(self.zone).replace(tzinfo=None) == wall:
+        if self._pep495 or first.astimezone(self.zone).replace(tzinfo=None) == wall:
+            # fold=0 reads a wall time inside a gap with the offset before the change
             return first
-        # `wall` does not exist: the clock jumps over it. fold=1 reads it with the offset after
-        # the jump, which lands before the jump; the jump itself is the first instant reading
-        # `wall` or later. Bisect for it in whole seconds (zone transitions are whole seconds).
+        # v1: `wall` does not exist, the clock jumps over it. fold=1 reads it with the offset
+        # after the jump, which lands before the jump; the jump itself is the first instant
+        # reading `wall` or later. Bisect for it in whole seconds (transitions are whole seconds).
         lo = int(wall.replace(tzinfo=self.zone, fold=1).timestamp())
         hi = int(first.timestamp())
         while hi - lo > 1:
@@ -100,16 +116,38 @@ class BusinessHoursCalendar:
                 lo = mid
         return datetime.fromtimestamp(hi, UTC)
 
+    def _mapped(self, day: date) -> list[tuple[datetime, datetime]]:
+        """The date's intervals as instants, empty ones dropped (wholly inside a v1 gap, or
+        closing before they open under pep495)."""
+        out = []
+        for start, end in self.hours_on(day):
+            a, b = self._instant(day, start), self._instant(day, end)
+            if a < b:
+                out.append((a, b))
+        return out
+
     def open_intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
-        """The open stretches of one local date as [start, end) UTC instants, in order."""
+        """The open stretches of one local date as [start, end) UTC instants, in order, apart
+        from each other and from the previous date's."""
         found = self._days.get(day)
         if found is None:
-            out: list[tuple[datetime, datetime]] = []
-            if day not in self._holidays:
-                for start, end in self._week[day.weekday()]:
-                    a, b = self._instant(day, start), self._instant(day, end)
-                    if a < b:  # empty when the whole interval falls into a DST gap
-                        out.append((a, b))
+            out = self._mapped(day)
+            if self._pep495:
+                # v1 maps wall times monotonically; fold=0 does not inside a gap: take the union.
+                # And a date opens no earlier than the previous date's last closing, so dates
+                # never overlap (only where a zone skipped a whole date would they)
+                floor = max((b for _, b in self._mapped(day - _DAY)), default=None)
+                merged: list[tuple[datetime, datetime]] = []
+                for a, b in sorted(out):
+                    if floor is not None:
+                        a = max(a, floor)
+                    if a >= b:
+                        continue
+                    if merged and a <= merged[-1][1]:
+                        merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+                    else:
+                        merged.append((a, b))
+                out = merged
             found = tuple(out)
             if len(self._days) >= 4096:
                 self._days.clear()
@@ -121,9 +159,10 @@ class BusinessHoursCalendar:
         total = timedelta(0)
         if end <= start:
             return total
-        # one day of margin: were a fall-back fold to span local midnight, `end` could read the
-        # earlier date while the later date's hours had already begun
-        day, last = self._local_date(start), self._local_date(end) + _DAY
+        # a day of margin either side: a fall-back fold over local midnight can make `end` read
+        # the earlier date while the later date's hours have begun, and a date's hours ending
+        # inside a gap (pep495) reach into the next date
+        day, last = self._local_date(start) - _DAY, self._local_date(end) + _DAY
         while day <= last:
             for a, b in self.open_intervals(day):
                 lo, hi = max(a, start), min(b, end)
@@ -137,7 +176,7 @@ class BusinessHoursCalendar:
         remaining = duration
         if remaining <= timedelta(0):
             return start
-        day = self._local_date(start)
+        day = self._local_date(start) - _DAY  # the previous date's hours may reach past midnight
         for _ in range(SEARCH_DAYS):
             for a, b in self.open_intervals(day):
                 if b <= start:

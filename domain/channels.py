@@ -26,6 +26,9 @@ where later notices go, for every ticket, without touching any workflow history.
     breach = ["ops-l1", "slack-l2"]
     "*" = ["slack-l2"]            # at_risk, escalated, breach_reminder
 
+    [agents.bea]                  # `assigned` notices for bea go to her own channels
+    channels = ["slack-bea"]      # (an agent without a table: the team's route)
+
 The most specific entry wins and entries never merge: `notify.<policy>` (else `notify."*"`),
 then the tier (else `"*"`), then, in the per-kind form, the kind (else `"*"`). No entry: no
 delivery (the notice is still logged and recorded in `notifications`).
@@ -33,12 +36,10 @@ delivery (the notice is still logged and recorded in `notifications`).
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -55,7 +56,7 @@ MAX_TIMEOUT = timedelta(seconds=20)  # every channel answers well inside notify'
 DEFAULT_TIMEOUT = timedelta(seconds=10)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TOP_LEVEL = ("ticket_url", "channels", "notify")
+TOP_LEVEL = ("ticket_url", "channels", "notify", "agents")
 
 
 class ChannelError(DomainError):
@@ -114,10 +115,19 @@ class ChannelConfig(BaseModel):
     routes: dict[str, dict[str, TierRoute]] = {}
     ticket_url: str | None = None
     source: str = "<channels>"
+    agents: dict[str, tuple[str, ...]] = {}  # agent id -> their own channels
 
     @property
     def configured(self) -> bool:
-        return bool(self.routes)
+        return bool(self.routes) or bool(self.agents)
+
+    def route_notice(
+        self, policy: str | None, tier: str, kind: str, assignee: str | None
+    ) -> list[Channel]:
+        """`assigned` notices go to the assignee's own channels, else the team's route."""
+        if kind == "assigned" and assignee is not None and assignee in self.agents:
+            return [self.channels[n] for n in self.agents[assignee]]
+        return self.route(policy, tier, kind)
 
     def route(self, policy: str | None, tier: str, kind: str) -> list[Channel]:
         """The channels a notice goes to; the most specific entry wins (module docstring)."""
@@ -135,7 +145,7 @@ class ChannelConfig(BaseModel):
 
     def check_policies(self, policies: Mapping[str, Policy]) -> None:
         """Every routed policy and tier must exist, so a typo never silently drops a notice."""
-        all_tiers = {t for p in policies.values() for t in p.tiers}
+        all_tiers = {t for p in policies.values() for t in p.all_teams()}
         for name, table in self.routes.items():
             where = f"notify.{name}"
             if name != ANY and name not in policies:
@@ -143,7 +153,7 @@ class ChannelConfig(BaseModel):
                 raise ChannelError(
                     f"{self.source}: {where}: unknown policy {name!r} (known: {known}, or '*')"
                 )
-            tiers = set(policies[name].tiers) if name != ANY else all_tiers
+            tiers = set(policies[name].all_teams()) if name != ANY else all_tiers
             for tier in table:
                 if tier != ANY and tier not in tiers:
                     known = ", ".join(repr(t) for t in sorted(tiers))
@@ -243,8 +253,9 @@ def _parse_routes(
 def parse_channels(
     text: str, source: str = "<channels>", env: Mapping[str, str] | None = None
 ) -> ChannelConfig:
-    """Parse a channels file; secrets named by `*_env` keys are read from `env` (os.environ)."""
-    env = os.environ if env is None else env
+    """Parse a channels file; secrets named by `*_env` keys are looked up in `env` (none given:
+    no secrets; runtime/config_files.py passes the process environment)."""
+    env = {} if env is None else env
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -260,6 +271,7 @@ def parse_channels(
         raise ChannelError(f"{source}: channels must be a table of [channels.<name>] tables")
     channels = {name: _parse_channel(name, t, source, env) for name, t in tables.items()}
     routes = _parse_routes(data.get("notify", {}), source, channels)
+    agents = _parse_agents(data.get("agents", {}), source, channels)
     ticket_url = data.get("ticket_url")
     if ticket_url is not None:
         if not isinstance(ticket_url, str) or "{ticket_id}" not in ticket_url:
@@ -273,16 +285,25 @@ def parse_channels(
             raise ChannelError(
                 f"{source}: ticket_url: {{ticket_id}} is the only placeholder allowed"
             ) from None
-    return ChannelConfig(channels=channels, routes=routes, ticket_url=ticket_url, source=source)
+    return ChannelConfig(
+        channels=channels, routes=routes, ticket_url=ticket_url, source=source, agents=agents
+    )
 
 
-def load_channels(path: str | Path | None, env: Mapping[str, str] | None = None) -> ChannelConfig:
-    """The worker's channels: none (log and record only) without a file."""
-    if path is None or str(path) == "":
-        return NO_CHANNELS
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ChannelError(f"{file}: cannot read channels file: {exc.strerror or exc}") from exc
-    return parse_channels(text, str(file), env)
+def _parse_agents(
+    data: Any, source: str, channels: Mapping[str, Channel]
+) -> dict[str, tuple[str, ...]]:
+    if not isinstance(data, dict):
+        raise ChannelError(f"{source}: agents must be a table of [agents.<id>] tables")
+    agents: dict[str, tuple[str, ...]] = {}
+    for agent_id, table in data.items():
+        where = f"{source}: agents.{agent_id}"
+        if not isinstance(table, dict):
+            raise ChannelError(f'{where}: must be a table with channels = ["..."]')
+        unknown = sorted(set(table) - {"channels"})
+        if unknown:
+            raise ChannelError(f"{where}.{unknown[0]}: unknown field (only channels)")
+        if "channels" not in table:
+            raise ChannelError(f"{where}.channels: required field is missing")
+        agents[agent_id] = _names(table["channels"], f"{where}.channels", channels)
+    return agents

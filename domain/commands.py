@@ -1,6 +1,7 @@
 """What callers send: the input that opens a ticket and the payload of every action.
 
-These are the public contract (CONTRACT.md): snake_case keys, unknown keys rejected.
+These are the public contract (docs/contract.md#openticket, #actions): snake_case keys, unknown
+keys rejected.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
+    model_serializer,
 )
 
 from domain.errors import ActionRejected, InvalidTicket, describe_validation_error
@@ -45,6 +48,16 @@ class OpenTicket(BaseModel):
     category: Text | None = Field(None, max_length=128)
     description: Text | None = Field(None, max_length=20_000)
     policy: Text = Field("default", min_length=1, max_length=128)
+    # v2: a path of the policy; without it the category's path, else `default`.
+    path: Text | None = Field(None, min_length=1, max_length=32)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_path(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a path the input is exactly v1's, so a worker of v1 still accepts it."""
+        data: dict[str, Any] = handler(self)
+        if data.get("path", ...) is None:
+            del data["path"]
+        return data
 
 
 class Action(BaseModel):
@@ -100,6 +113,19 @@ class Close(Action):
     agent_id: AgentId
 
 
+class Transfer(Action):
+    """Functional escalation: move the ticket to another path of its policy."""
+
+    agent_id: AgentId
+    path: Text = Field(min_length=1, max_length=32)
+    to_tier: Text | None = Field(None, min_length=1, max_length=32)
+    reason: Text = Field(min_length=1, max_length=2000)
+
+
+class Acknowledge(Action):
+    agent_id: AgentId
+
+
 # Action name (signal and update name) -> payload model.
 ACTIONS: dict[str, type[Action]] = {
     "assign": Assign,
@@ -111,6 +137,8 @@ ACTIONS: dict[str, type[Action]] = {
     "resolve": Resolve,
     "reopen": Reopen,
     "close": Close,
+    "transfer": Transfer,
+    "acknowledge": Acknowledge,
 }
 
 
@@ -126,6 +154,26 @@ def parse_open_ticket(raw: Any) -> OpenTicket:
         raise InvalidTicket(describe_validation_error(exc)) from exc
 
 
+# Where a payload enters (docs/contract.md#robustness-promises): deeper than this is refused, so
+# nothing recorded from it is too deep to store and read back (JSON parsers stop near 200).
+MAX_PAYLOAD_DEPTH = 32
+
+
+def payload_depth(value: Any, limit: int = MAX_PAYLOAD_DEPTH) -> int:
+    """How deeply lists and objects nest in `value` (a scalar is 0), counted without recursion
+    and only up to `limit` + 1: enough to say "too deep" for a value of any depth."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_action(name: str, raw: Any) -> Action:
     """Validate a raw action payload; ActionRejected names the action and every bad field."""
     model = ACTIONS.get(name)
@@ -137,6 +185,8 @@ def parse_action(name: str, raw: Any) -> Action:
         raw = {}
     if not isinstance(raw, dict):
         raise ActionRejected(f"{name}: payload must be a JSON object, got {type(raw).__name__}")
+    if payload_depth(raw) > MAX_PAYLOAD_DEPTH:
+        raise ActionRejected(f"{name}: payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

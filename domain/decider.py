@@ -14,11 +14,13 @@ from typing import Any
 
 from domain import commands as cmd
 from domain import events as ev
+from domain.assignment import Choice, ChoiceRequest
 from domain.durations import format_duration
-from domain.errors import ActionRejected
+from domain.errors import ActionRejected, InvalidTicket
 from domain.policy import Policy
 from domain.state import (
     TicketState,
+    ack_due,
     apply,
     auto_close_due,
     first_response_due,
@@ -30,10 +32,20 @@ from domain.state import (
 
 @dataclass(frozen=True)
 class Open:
-    """Open a ticket under a policy already resolved by name."""
+    """Open a ticket under a policy already resolved by name. `record_path=False` opens it as
+    v1 did (no path in TicketOpened): for workflows started before paths existed."""
 
     ticket: cmd.OpenTicket
     policy: Policy
+    record_path: bool = True
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """What the team's assignment chose for `request` (a local activity's recorded answer)."""
+
+    request: ChoiceRequest
+    choice: Choice
 
 
 @dataclass(frozen=True)
@@ -41,7 +53,7 @@ class Tick:
     """Time has passed: decide whatever is due now."""
 
 
-Command = Open | Tick | cmd.Action
+Command = Open | Tick | Assigned | cmd.Action
 
 ACTION_VERBS = {
     "assign": "assign",
@@ -53,6 +65,8 @@ ACTION_VERBS = {
     "resolve": "resolve",
     "reopen": "reopen",
     "close": "close",
+    "transfer": "transfer",
+    "acknowledge": "acknowledge",
 }
 ACTION_NAMES = {model: name for name, model in cmd.ACTIONS.items()}
 
@@ -65,22 +79,13 @@ def decide(state: TicketState | None, command: Command, now: datetime) -> list[e
     if isinstance(command, Open):
         if state is not None:
             raise ActionRejected(f"ticket {state.ticket_id} is already open")
-        t = command.ticket
-        return [
-            ev.TicketOpened(
-                subject=t.subject,
-                customer_id=t.customer_id,
-                priority=t.priority,
-                category=t.category,
-                description=t.description,
-                tier=command.policy.tiers[0],
-                policy=command.policy,
-            )
-        ]
+        return [_open(command)]
     if state is None:
         raise ActionRejected("ticket is not open yet")
     if isinstance(command, Tick):
         return _tick(state, now)
+    if isinstance(command, Assigned):
+        return _assigned(state, command)
     # Catch up first: a deadline that passed before this action (a late timer, a worker that
     # was down) is decided before the action, so a late `respond` cannot erase a breach.
     due = _tick(state, now)
@@ -88,7 +93,62 @@ def decide(state: TicketState | None, command: Command, now: datetime) -> list[e
     if command.request_id and command.request_id in caught_up.request_ids:
         return due  # idempotent: already applied
     events = _decide_action(caught_up, command)
+    events = _acknowledged_by(caught_up, command, events) + events
     return due + events + _tick(_apply_all(caught_up, events, now), now)
+
+
+def _acknowledged_by(
+    state: TicketState, a: cmd.Action, events: list[ev.EventPayload]
+) -> list[ev.EventPayload]:
+    """Any action the auto-assigned agent takes acknowledges their assignment."""
+    agent_id = getattr(a, "agent_id", None)
+    if isinstance(a, cmd.Acknowledge) or not state.awaiting_ack or agent_id != state.assignee:
+        return []
+    assert agent_id is not None
+    return [ev.AssignmentAcknowledged(agent_id=agent_id)]
+
+
+def _open(command: Open) -> ev.TicketOpened:
+    t, policy = command.ticket, command.policy
+    if t.path is not None and not command.record_path:
+        raise InvalidTicket("path: this ticket's workflow predates paths")
+    path = t.path or policy.path_for(t.category)
+    tiers = policy.path_tiers(path)
+    if tiers is None:
+        raise InvalidTicket(
+            f"path: unknown path {path!r}; policy {policy.name!r} has paths "
+            + ", ".join(policy.path_names())
+        )
+    return ev.TicketOpened(
+        subject=t.subject,
+        customer_id=t.customer_id,
+        priority=t.priority,
+        category=t.category,
+        description=t.description,
+        tier=tiers[0],
+        policy=policy,
+        path=path if command.record_path else None,
+        tiers=tiers if command.record_path else None,
+    )
+
+
+def _assigned(state: TicketState, command: Assigned) -> list[ev.EventPayload]:
+    """Record a choice, unless the ticket moved on meanwhile (assigned by hand, escalated,
+    resolved): a choice for another visit or attempt is stale and records nothing."""
+    r = command.request
+    if (
+        not state.wants_choice
+        or state.assignee is not None
+        or state.status in ("resolved", "closed")
+        or (r.ticket_id, r.team, r.visit, r.attempt)
+        != (state.ticket_id, state.tier, state.visit, state.choice_attempt)
+    ):
+        return []
+    agent = command.choice.agent_id
+    if agent is None:
+        reason = command.choice.reason or f"no agent of team {state.tier} is available"
+        return [ev.AssignmentUnavailable(tier=state.tier, reason=reason)]
+    return [ev.TicketAssigned(agent_id=agent, assignee=agent, trigger="auto")]
 
 
 def _apply_all(state: TicketState, events: list[ev.EventPayload], at: datetime) -> TicketState:
@@ -103,7 +163,7 @@ def _refuse(state: TicketState, action: cmd.Action) -> ActionRejected:
 
 
 def _decide_action(state: TicketState, a: cmd.Action) -> list[ev.EventPayload]:
-    if state.status == "closed":
+    if state.is_terminal:
         raise _refuse(state, a)
     resolved = state.status == "resolved"
     rid = a.request_id
@@ -163,11 +223,68 @@ def _decide_action(state: TicketState, a: cmd.Action) -> list[ev.EventPayload]:
             return [ev.TicketReopened(reason=a.reason, agent_id=a.agent_id, request_id=rid)]
         case cmd.Close():
             return [ev.TicketClosed(agent_id=a.agent_id, trigger="agent", request_id=rid)]
+        case cmd.Transfer():
+            if resolved:
+                raise _refuse(state, a)
+            return [_transfer(state, a)]
+        case cmd.Acknowledge():
+            if resolved:
+                raise _refuse(state, a)
+            return [_acknowledge(state, a)]
     raise ActionRejected(f"unknown action {type(a).__name__}")
 
 
+def _transfer(state: TicketState, a: cmd.Transfer) -> ev.TicketTransferred:
+    tiers = state.policy.path_tiers(a.path)
+    if tiers is None:
+        raise ActionRejected(
+            f"path: unknown path {a.path!r}; policy {state.policy.name!r} has paths "
+            + ", ".join(state.policy.path_names())
+        )
+    if a.to_tier is None:
+        # The same position on the new path, clamped to its top.
+        target = tiers[min(state.tiers.index(state.tier), len(tiers) - 1)]
+    elif a.to_tier not in tiers:
+        raise ActionRejected(
+            f"to_tier: {a.to_tier!r} is not on path {a.path!r} (tiers: {', '.join(tiers)})"
+        )
+    else:
+        target = a.to_tier
+    if a.path == state.path_name and target == state.tier:
+        raise ActionRejected(
+            f"ticket {state.ticket_id} is already at tier {state.tier} of path {a.path};"
+            " nothing to transfer"
+        )
+    return ev.TicketTransferred(
+        from_path=state.path_name,
+        to_path=a.path,
+        from_tier=state.tier,
+        to_tier=target,
+        reason=a.reason,
+        agent_id=a.agent_id,
+        request_id=a.request_id,
+    )
+
+
+def _acknowledge(state: TicketState, a: cmd.Acknowledge) -> ev.AssignmentAcknowledged:
+    t = state.ticket_id
+    if state.assignee is None:
+        raise ActionRejected(f"ticket {t} has no assignee; nothing to acknowledge")
+    if a.agent_id != state.assignee:
+        raise ActionRejected(
+            f"ticket {t} is assigned to {state.assignee}; only they can acknowledge it"
+        )
+    if not state.assigned_auto:
+        raise ActionRejected(
+            f"ticket {t} was assigned to {state.assignee} by an agent; nothing to acknowledge"
+        )
+    if state.acknowledged_at is not None:
+        raise ActionRejected(f"{state.assignee} already acknowledged ticket {t}")
+    return ev.AssignmentAcknowledged(agent_id=a.agent_id, request_id=a.request_id)
+
+
 def _agent_escalation(state: TicketState, a: cmd.RequestEscalation) -> ev.TicketEscalated:
-    tiers = state.policy.tiers
+    tiers = state.tiers
     if state.at_top_tier:
         raise ActionRejected(
             f"ticket {state.ticket_id} is already at the top tier {state.tier}; cannot escalate"
@@ -176,8 +293,7 @@ def _agent_escalation(state: TicketState, a: cmd.RequestEscalation) -> ev.Ticket
         target = state.next_tier()
     elif a.to_tier not in tiers:
         raise ActionRejected(
-            f"to_tier: unknown tier {a.to_tier!r}; policy {state.policy.name!r} has tiers "
-            + ", ".join(tiers)
+            f"to_tier: unknown tier {a.to_tier!r}; {_ladder(state)} has tiers " + ", ".join(tiers)
         )
     elif tiers.index(a.to_tier) <= tiers.index(state.tier):
         raise ActionRejected(
@@ -197,6 +313,13 @@ def _agent_escalation(state: TicketState, a: cmd.RequestEscalation) -> ev.Ticket
     )
 
 
+def _ladder(state: TicketState) -> str:
+    """How a refusal names the tiers' owner: v1 wording for v1 tickets."""
+    if state.path is None:
+        return f"policy {state.policy.name!r}"
+    return f"path {state.path!r} of policy {state.policy.name!r}"
+
+
 def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
     """Everything due at `now`, in rule order; each event sees the state the previous one left."""
     out: list[ev.EventPayload] = []
@@ -210,7 +333,7 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
     def passed(due: datetime | None) -> bool:
         return due is not None and due <= now
 
-    if s.status == "closed":
+    if s.is_terminal:
         return out
     if passed(auto_close_due(s)):
         emit(ev.TicketClosed(trigger="auto"))
@@ -218,11 +341,11 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
 
     # Rule 5: a warning only when the breach itself is not already due.
     for metric in ("first_response", "resolution"):
-        due = warning_due(s, metric)  # type: ignore[arg-type]
+        due = warning_due(s, metric)
         sla_due = first_response_due(s) if metric == "first_response" else resolution_due(s)
         if passed(due) and not passed(sla_due):
             assert sla_due is not None
-            emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))  # type: ignore[arg-type]
+            emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))
 
     # Rule 2: first-response breach escalates one tier, which also restarts the tier clock.
     fr_due = first_response_due(s)
@@ -256,6 +379,23 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
                 reason=f"tier {s.tier} budget of {budget} ran out",
             )
         )
+
+    # Acknowledgement: a timeout reassigns (the workflow asks for a new choice) until the
+    # team's max_reassign is used up; the timeout after that escalates one tier.
+    if not escalated and passed(ack_due(s)):
+        assert s.assignee is not None
+        assignee, within = s.assignee, format_duration(s.team.ack_within)
+        emit(ev.AssignmentTimedOut(assignee=assignee, tier=s.tier))
+        nxt = s.next_tier()
+        if not s.wants_choice and nxt is not None:
+            emit(
+                ev.TicketEscalated(
+                    from_tier=s.tier,
+                    to_tier=nxt,
+                    trigger="ack_timeout",
+                    reason=f"{assignee} did not acknowledge within {within}",
+                )
+            )
 
     # Rule 4: resolution breach.
     res_due = resolution_due(s)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.policy import Policy, Priority
 
 Metric = Literal["first_response", "resolution"]
-Trigger = Literal["first_response_breach", "tier_timeout", "agent_request"]
+Trigger = Literal["first_response_breach", "tier_timeout", "agent_request", "ack_timeout"]
 
 
 class EventPayload(BaseModel):
@@ -31,12 +31,43 @@ class TicketOpened(EventPayload):
     description: str | None = None
     tier: str
     policy: Policy  # resolved once, so later policy edits never move this ticket's clocks
+    # v2: the path chosen at open and its teams; absent on v1 tickets (their path is `default`,
+    # the recorded policy's tiers).
+    path: str | None = None
+    tiers: tuple[str, ...] | None = None
 
 
 class TicketAssigned(EventPayload):
     agent_id: str
     assignee: str
     previous_assignee: str | None = None
+    request_id: str | None = None
+    # "auto": chosen by the team's assignment (agent_id is then the assignee); v1: "agent".
+    trigger: Literal["agent", "auto"] = "agent"
+
+
+class AssignmentAcknowledged(EventPayload):
+    agent_id: str
+    request_id: str | None = None
+
+
+class AssignmentTimedOut(EventPayload):
+    assignee: str
+    tier: str
+
+
+class AssignmentUnavailable(EventPayload):
+    tier: str
+    reason: str
+
+
+class TicketTransferred(EventPayload):
+    from_path: str
+    to_path: str
+    from_tier: str
+    to_tier: str
+    reason: str
+    agent_id: str
     request_id: str | None = None
 
 
@@ -130,6 +161,10 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         TicketReopened,
         TicketClosed,
         ActionRejected,
+        AssignmentAcknowledged,
+        AssignmentTimedOut,
+        AssignmentUnavailable,
+        TicketTransferred,
     )
 }
 

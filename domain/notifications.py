@@ -8,9 +8,12 @@ from typing import Literal
 from pydantic import BaseModel
 
 from domain import events as ev
+from domain.durations import format_duration
 from domain.state import TicketState
 
-Kind = Literal["at_risk", "breach", "escalated", "breach_reminder"]
+Kind = Literal[
+    "at_risk", "breach", "escalated", "breach_reminder", "assigned", "unassigned", "unacknowledged"
+]
 METRIC_LABEL = {"first_response": "first response", "resolution": "resolution"}
 
 
@@ -22,14 +25,17 @@ class Notification(BaseModel):
     subject: str
     message: str
     at: datetime
+    # `assigned` notices: the agent, so the notice reaches their own channels (else the team's).
+    assignee: str | None = None
 
 
 def notifications_for(state: TicketState, event: ev.DomainEvent) -> list[Notification]:
     """The notices one recorded event calls for; `state` is the ticket after the event."""
     data = event.data()
 
-    def notice(kind: Kind, tier: str, message: str) -> Notification:
+    def notice(kind: Kind, tier: str, message: str, assignee: str | None = None) -> Notification:
         return Notification(
+            assignee=assignee,
             notification_id=f"{event.event_id}:{kind}",
             ticket_id=state.ticket_id,
             kind=kind,
@@ -50,6 +56,21 @@ def notifications_for(state: TicketState, event: ev.DomainEvent) -> list[Notific
         why = f": {data.reason}" if data.reason else ""
         msg = f"escalated {data.from_tier} -> {data.to_tier} ({data.trigger}){why}"
         return [notice("escalated", data.to_tier, msg)]
+    if isinstance(data, ev.TicketTransferred):
+        msg = (
+            f"transferred {data.from_path}/{data.from_tier} -> {data.to_path}/{data.to_tier}"
+            f" by {data.agent_id}: {data.reason}"
+        )
+        return [notice("escalated", data.to_tier, msg)]
+    if isinstance(data, ev.TicketAssigned) and data.trigger == "auto":
+        within = format_duration(state.team.ack_within)
+        msg = f"assigned to {data.assignee} at {state.tier}; acknowledge within {within}"
+        return [notice("assigned", state.tier, msg, data.assignee)]
+    if isinstance(data, ev.AssignmentUnavailable):
+        return [notice("unassigned", data.tier, f"nobody assigned: {data.reason}")]
+    if isinstance(data, ev.AssignmentTimedOut) and not state.wants_choice and state.at_top_tier:
+        msg = f"{data.assignee} did not acknowledge; the ticket is unassigned at {data.tier}"
+        return [notice("unacknowledged", data.tier, msg)]
     return []
 
 

@@ -1,4 +1,4 @@
-"""SLA policies: targets per priority, the tier ladder, and loading them from TOML.
+"""SLA policies: targets per priority, the tier ladder, and parsing them from TOML text.
 
 A policy is resolved once when a ticket opens and recorded in `TicketOpened`, so a later change
 to the policy file never changes the clocks of tickets already open.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -138,12 +137,39 @@ def _to_date(value: Any) -> Any:
 HolidayDate = Annotated[date, BeforeValidator(_to_date)]
 
 
+CLOSED = "closed"
+# How an opening or closing at a wall time inside a spring-forward gap becomes an instant:
+# "jump" (v1): the first instant the clock reads that time or later, i.e. the jump itself;
+# "pep495": the wall time read with the offset before the change (zoneinfo's fold=0), so 02:30
+# on a one-hour jump is 03:30 after it. Calendars resolved before "pep495" existed recorded no
+# `dst_gap`, which reads as "jump": their tickets keep the rule they opened with.
+DstGapRule = Literal["jump", "pep495"]
+DST_GAP_RULE: DstGapRule = "pep495"  # what a calendar resolved from a policy file gets today
+
+
+def parse_date_hours(key: Any, value: Any) -> tuple[date, str]:
+    """One `[calendars.<name>.dates]` entry: an ISO date and its hours (normalised) or "closed"."""
+    day = _to_date(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not opening hours: write e.g. '09:00-13:00' or {CLOSED!r}")
+    if value.strip() == CLOSED:
+        return day, CLOSED
+    if not value.strip():
+        raise ValueError(f"empty opening hours: write {CLOSED!r} to close the date")
+    return day, format_hours(parse_hours(value))
+
+
 class CalendarSpec(BaseModel):
     """A business-hours calendar as resolved at load time, recorded inside the policy.
 
     `holidays` holds every closed date: the file's own list plus, when `holiday_country` is
     given, that country's public holidays for HOLIDAY_YEARS. The weekday hours are normalised
-    text (`09:00-12:00,13:00-17:00`); a day that is None is closed.
+    text (`09:00-12:00,13:00-17:00`); a day that is None is closed. `dates` replaces the weekday
+    hours of single local dates (normalised hours, or "closed"). `dst_gap` names the rule for
+    wall times inside a spring-forward gap (see DstGapRule).
+
+    Recorded exactly as before `dates` and `dst_gap` existed when they are empty and "jump", so
+    a v1 calendar serialises to the bytes its tickets recorded.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -159,6 +185,8 @@ class CalendarSpec(BaseModel):
     sunday: str | None = None
     holidays: tuple[HolidayDate, ...] = ()
     holiday_country: str | None = None
+    dates: dict[date, str] = Field(default_factory=dict)
+    dst_gap: DstGapRule = "jump"
 
     @field_validator("name")
     @classmethod
@@ -188,22 +216,114 @@ class CalendarSpec(BaseModel):
     def _sorted(cls, days: tuple[date, ...]) -> tuple[date, ...]:
         return tuple(sorted(set(days)))
 
+    @field_validator("dates", mode="before")
+    @classmethod
+    def _dates(cls, table: Any) -> dict[date, str]:
+        if not isinstance(table, dict):
+            raise ValueError('must be a table of local dates, e.g. "2026-12-24" = "09:00-13:00"')
+        out: dict[date, str] = {}
+        for key, value in table.items():
+            try:
+                day, hours = parse_date_hours(key, value)
+            except ValueError as exc:
+                raise ValueError(f"{key!r}: {exc}") from None
+            if day in out:
+                raise ValueError(f"{key!r}: {day} is given twice")
+            out[day] = hours
+        return dict(sorted(out.items()))
+
     @model_validator(mode="after")
     def _some_open_hours(self) -> CalendarSpec:
         if not any(getattr(self, day) for day in WEEKDAYS):
+            # Dates alone cannot carry a calendar: a ticket opened after its last date would
+            # never fall due.
             raise ValueError(
                 "no open hours on any weekday: give at least one of monday..sunday, "
-                'e.g. monday = "09:00-17:00"'
+                'e.g. monday = "09:00-17:00" (dates only change single days of the week)'
             )
+        holidays = set(self.holidays)
+        for day, hours in self.dates.items():
+            if hours != CLOSED and day in holidays:
+                raise ValueError(
+                    f"dates.{day}: {day} is a holiday, which is closed whatever dates say"
+                )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_v1_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not data.get("dates", ...):
+            data.pop("dates", None)
+        if data.get("dst_gap") == "jump":
+            del data["dst_gap"]
+        return data
+
+    def __hash__(self) -> int:
+        # frozen, but `dates` is a dict: hash its items (calendars are cached per spec)
+        return hash(
+            tuple(
+                frozenset(v.items()) if isinstance(v, dict) else v for v in self.__dict__.values()
+            )
+        )
 
     def week(self) -> tuple[tuple[Interval, ...], ...]:
         """Opening intervals per weekday, Monday first, in minutes since local midnight."""
         return tuple(parse_hours(text) if (text := getattr(self, day)) else () for day in WEEKDAYS)
 
+    def date_hours(self) -> dict[date, tuple[Interval, ...]]:
+        """Opening intervals of the dates whose hours differ from the week's; () when closed."""
+        return {
+            day: () if hours == CLOSED else parse_hours(hours) for day, hours in self.dates.items()
+        }
+
     def weekly_open(self) -> timedelta:
         """Nominal open time in a week without holidays or DST changes."""
         return timedelta(minutes=sum(e - s for day in self.week() for s, e in day))
+
+
+Assignment = Literal["manual", "round_robin", "least_loaded"]
+DEFAULT_PATH = "default"  # the policy's `tiers`
+DEFAULT_ACK_WITHIN = timedelta(minutes=10)
+
+
+def _check_tier_names(tiers: tuple[str, ...]) -> tuple[str, ...]:
+    for tier in tiers:
+        if not _TIER_NAME.match(tier):
+            raise ValueError(f"tier name {tier!r} must be 1-32 letters, digits, '_' or '-'")
+    if len(set(tiers)) != len(tiers):
+        raise ValueError(f"tier names must be unique, got {list(tiers)}")
+    return tiers
+
+
+class PathSpec(BaseModel):
+    """`[policies.<p>.paths.<name>]`: an ordered list of teams a ticket moves up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, tiers: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_tier_names(tiers)
+
+
+class TeamSettings(BaseModel):
+    """`[policies.<p>.teams.<name>]`: how a team takes the tickets that enter it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    assignment: Assignment = "manual"
+    ack_within: Duration = DEFAULT_ACK_WITHIN
+    max_reassign: int = Field(1, ge=0, le=100)
+    tier_budget: Duration | None = None
+
+    @property
+    def automatic(self) -> bool:
+        return self.assignment != "manual"
+
+
+MANUAL_TEAM = TeamSettings.model_validate({})
 
 
 class Policy(BaseModel):
@@ -221,16 +341,27 @@ class Policy(BaseModel):
     # Reminders of a breached resolution SLA at the top tier stop after this many.
     renotify_max: int = Field(10, ge=0, le=1000)
     targets: dict[Priority, Targets]
+    # v2: further paths by name (chosen by category at open) and per-team settings. Both are
+    # left out of the recorded policy when empty, so a v1 policy records exactly as before.
+    paths: dict[str, PathSpec] = {}
+    teams: dict[str, TeamSettings] = {}
 
     @field_validator("tiers")
     @classmethod
     def _tiers(cls, tiers: tuple[str, ...]) -> tuple[str, ...]:
-        for tier in tiers:
-            if not _TIER_NAME.match(tier):
-                raise ValueError(f"tier name {tier!r} must be 1-32 letters, digits, '_' or '-'")
-        if len(set(tiers)) != len(tiers):
-            raise ValueError(f"tier names must be unique, got {list(tiers)}")
-        return tiers
+        return _check_tier_names(tiers)
+
+    @field_validator("paths")
+    @classmethod
+    def _path_names(cls, paths: dict[str, PathSpec]) -> dict[str, PathSpec]:
+        for name in paths:
+            if name == DEFAULT_PATH:
+                raise ValueError(
+                    f"{name!r} is the policy's own tiers; give other paths other names"
+                )
+            if not _TIER_NAME.match(name):
+                raise ValueError(f"path name {name!r} must be 1-32 letters, digits, '_' or '-'")
+        return paths
 
     @field_validator("targets")
     @classmethod
@@ -249,17 +380,56 @@ class Policy(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _teams_on_paths(self) -> Policy:
+        known = set(self.all_teams())
+        for team in self.teams:
+            if team not in known:
+                raise ValueError(
+                    f"teams.{team}: team {team!r} is on no path of this policy"
+                    f" (teams: {', '.join(sorted(known))})"
+                )
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_no_calendar(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A 24x7 policy is recorded exactly as before calendars existed (no `calendar_spec`)."""
+        """A 24x7 policy is recorded exactly as before calendars existed (no `calendar_spec`),
+        a policy without paths or teams as before they existed."""
         data = handler(self)
         if data.get("calendar_spec", ...) is None:
             del data["calendar_spec"]
+        for key in ("paths", "teams"):
+            if data.get(key, ...) == {}:
+                del data[key]
         return data
 
     @property
     def top_tier(self) -> str:
         return self.tiers[-1]
+
+    def path_names(self) -> tuple[str, ...]:
+        return (DEFAULT_PATH, *self.paths)
+
+    def path_tiers(self, name: str) -> tuple[str, ...] | None:
+        """The teams of path `name` in order; None when the policy has no such path."""
+        if name == DEFAULT_PATH:
+            return self.tiers
+        spec = self.paths.get(name)
+        return spec.tiers if spec is not None else None
+
+    def path_for(self, category: str | None) -> str:
+        """The path a ticket of `category` takes when it names none."""
+        return category if category is not None and category in self.paths else DEFAULT_PATH
+
+    def all_teams(self) -> tuple[str, ...]:
+        """Every team on any path, in first-seen order."""
+        seen = dict.fromkeys(self.tiers)
+        for spec in self.paths.values():
+            seen.update(dict.fromkeys(spec.tiers))
+        return tuple(seen)
+
+    def team(self, name: str) -> TeamSettings:
+        return self.teams.get(name, MANUAL_TEAM)
 
     def targets_for(self, priority: Priority) -> Targets:
         return self.targets[priority]
@@ -314,16 +484,20 @@ def _country_holidays(country: str) -> list[date]:
 
 
 def parse_calendar(name: str, table: Any, source: str = "<policy>") -> CalendarSpec:
-    """One `[calendars.<name>]` table, resolved (country holidays expanded to dates)."""
+    """One `[calendars.<name>]` table, resolved (country holidays expanded to dates) with
+    today's DST gap rule."""
     where = f"calendars.{name}"
     if name == ALWAYS:
         raise PolicyError(f"{source}: {where}: the name {ALWAYS!r} is reserved for 24x7")
     if not isinstance(table, dict):
         raise PolicyError(f"{source}: {where} must be a table")
-    if "name" in table:
-        raise PolicyError(f"{source}: {where}.name: unknown field (the table key is the name)")
+    for key in ("name", "dst_gap"):
+        if key in table:
+            hint = " (the table key is the name)" if key == "name" else ""
+            raise PolicyError(f"{source}: {where}.{key}: unknown field{hint}")
+    _check_dates(table, where, source)
     try:
-        spec = CalendarSpec.model_validate({**table, "name": name})
+        spec = CalendarSpec.model_validate({**table, "name": name, "dst_gap": DST_GAP_RULE})
     except ValidationError as exc:
         raise PolicyError(f"{source}: {describe_validation_error(exc, where)}") from exc
     if spec.holiday_country is not None:
@@ -334,8 +508,46 @@ def parse_calendar(name: str, table: Any, source: str = "<policy>") -> CalendarS
                 f"{source}: {where}.holiday_country: unknown country {spec.holiday_country!r}"
                 " (use an ISO 3166 code such as 'DE' or 'US')"
             ) from None
+        for day, hours in spec.dates.items():
+            if hours != CLOSED and day in public:
+                raise PolicyError(
+                    f'{source}: {where}.dates."{day}": {day} is a public holiday of '
+                    f"{spec.holiday_country} (holiday_country), closed whatever dates say"
+                )
         spec = spec.model_copy(update={"holidays": tuple(sorted({*spec.holidays, *public}))})
     return spec
+
+
+def _check_dates(table: dict[str, Any], where: str, source: str) -> None:
+    """Each `dates` entry, named by its key: a date, its hours, and not also a holiday."""
+    dates = table.get("dates", {})
+    if not isinstance(dates, dict):
+        raise PolicyError(
+            f'{source}: {where}.dates must be a table of local dates, e.g. "2026-12-24" = '
+            '"09:00-13:00"'
+        )
+    listed = table.get("holidays", [])
+    holidays = set()
+    for value in listed if isinstance(listed, list) else []:
+        try:
+            holidays.add(_to_date(value))
+        except ValueError:
+            pass  # the model names the bad holiday
+    seen: set[date] = set()
+    for key, value in dates.items():
+        at = f'{where}.dates."{key}"'
+        try:
+            day, _ = parse_date_hours(key, value)
+        except ValueError as exc:
+            raise PolicyError(f"{source}: {at}: {exc}") from None
+        if day in seen:
+            raise PolicyError(f"{source}: {at}: {day} is given twice")
+        if day in holidays:
+            raise PolicyError(
+                f"{source}: {at}: {day} is also in {where}.holidays; a date is either a "
+                "holiday or has its own hours, not both"
+            )
+        seen.add(day)
 
 
 def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str) -> None:
@@ -345,6 +557,10 @@ def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str
     for priority, targets in policy.targets.items():
         for field in ("first_response", "resolution", "tier_budget"):
             durations[f"targets.{priority}.{field}"] = getattr(targets, field)
+    for team, settings in policy.teams.items():
+        durations[f"teams.{team}.ack_within"] = settings.ack_within
+        if settings.tier_budget is not None:
+            durations[f"teams.{team}.tier_budget"] = settings.tier_budget
     for key, value in durations.items():
         if value > limit:
             raise PolicyError(
@@ -399,15 +615,3 @@ def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
             _check_reachable(policy, spec, where, source)
         policies[name] = policy
     return policies
-
-
-def load_policies(path: str | Path | None) -> dict[str, Policy]:
-    """The policies a worker serves: the built-ins, plus the file's if a path is given."""
-    if path is None or str(path) == "":
-        return dict(BUILTIN_POLICIES)
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{file}: cannot read policy file: {exc.strerror or exc}") from exc
-    return parse_policies(text, str(file))

@@ -9,7 +9,7 @@ from typing import Literal
 
 from domain import events as ev
 from domain.calendar import Calendar, Pause, add_active, calendar_for
-from domain.policy import Policy, Priority, Targets
+from domain.policy import DEFAULT_PATH, Policy, Priority, Targets, TeamSettings
 
 Status = Literal["new", "open", "pending", "resolved", "closed"]
 
@@ -55,14 +55,54 @@ class TicketState:
     breaches: tuple[BreachRecord, ...] = ()
     escalations: tuple[EscalationRecord, ...] = ()
     request_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # Reminders of a breached resolution at the top tier (rule 4): notices, not events, so a
+    # fold of the store starts them at none; the workflow keeps them with the state it carries.
+    reminders_sent: int = 0
+    last_reminder_at: datetime | None = None
+    # v2 paths and assignment. A v1 ticket has no recorded path: `path_name`/`tiers` derive it.
+    path: str | None = None
+    path_tiers: tuple[str, ...] | None = None
+    visit: int = 1  # team visits so far: the current one's number (a choice's key)
+    assigned_at: datetime | None = None
+    assigned_auto: bool = False  # the current assignment was chosen by the team's assignment
+    acknowledged_at: datetime | None = None
+    timed_out: tuple[str, ...] = ()  # agents who did not acknowledge at this visit
+    wants_choice: bool = False  # the team's assignment has to choose (again)
+    choice_since: datetime | None = None
+    unavailable_at: datetime | None = None  # the last choice at this visit found nobody
+    choice_attempt: int = 0  # choices made at this visit
+
+    @property
+    def is_terminal(self) -> bool:
+        """Closed: nothing more happens to the ticket (resolved can still reopen)."""
+        return self.status == "closed"
 
     @property
     def calendar(self) -> Calendar:
         return calendar_for(self.policy)
 
     @property
+    def team(self) -> TeamSettings:
+        return self.policy.team(self.tier)
+
+    @property
     def targets(self) -> Targets:
-        return self.policy.targets_for(self.priority)
+        targets = self.policy.targets_for(self.priority)
+        budget = self.team.tier_budget
+        return targets if budget is None else targets.model_copy(update={"tier_budget": budget})
+
+    @property
+    def path_name(self) -> str:
+        return self.path or DEFAULT_PATH
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The ticket's path: what rules 1-9 move up."""
+        return self.path_tiers or self.policy.tiers
+
+    @property
+    def awaiting_ack(self) -> bool:
+        return self.assignee is not None and self.assigned_auto and self.acknowledged_at is None
 
     @property
     def breached(self) -> frozenset[str]:
@@ -74,11 +114,11 @@ class TicketState:
 
     @property
     def at_top_tier(self) -> bool:
-        return self.tier == self.policy.top_tier
+        return self.tier == self.tiers[-1]
 
     def next_tier(self) -> str | None:
-        index = self.policy.tiers.index(self.tier)
-        return self.policy.tiers[index + 1] if index + 1 < len(self.policy.tiers) else None
+        index = self.tiers.index(self.tier)
+        return self.tiers[index + 1] if index + 1 < len(self.tiers) else None
 
 
 # --- evolve -----------------------------------------------------------------------------------
@@ -110,7 +150,41 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
     match data:
         case ev.TicketAssigned():
             status = "open" if s.status == "new" else s.status
-            return replace(s, assignee=data.assignee, status=status)
+            auto = data.trigger == "auto"
+            return replace(
+                s,
+                assignee=data.assignee,
+                status=status,
+                assigned_at=at,
+                assigned_auto=auto,
+                acknowledged_at=None,
+                wants_choice=False,
+                choice_since=None,
+                unavailable_at=None,
+                choice_attempt=s.choice_attempt + (1 if auto else 0),
+            )
+        case ev.AssignmentAcknowledged():
+            return replace(s, acknowledged_at=at)
+        case ev.AssignmentTimedOut():
+            timed_out = (*s.timed_out, data.assignee)
+            again = len(timed_out) <= s.team.max_reassign
+            return replace(
+                s,
+                assignee=None,
+                assigned_at=None,
+                assigned_auto=False,
+                timed_out=timed_out,
+                wants_choice=again,
+                choice_since=at if again else None,
+            )
+        case ev.AssignmentUnavailable():
+            return replace(s, unavailable_at=at, choice_attempt=s.choice_attempt + 1)
+        case ev.TicketTransferred():
+            tiers = s.policy.path_tiers(data.to_path)
+            if tiers is None:
+                raise ValueError(f"TicketTransferred to unknown path {data.to_path!r}")
+            s = replace(s, path=data.to_path, path_tiers=tiers)
+            return _enter(s, data.to_tier, at)
         case ev.AgentResponded():
             return replace(
                 s,
@@ -127,19 +201,13 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
         case ev.SlaWarning():
             return replace(s, warned=s.warned | {data.metric})
         case ev.SlaBreached():
-            record = BreachRecord(data.metric, data.tier, data.due_at, at)
-            return replace(s, breaches=(*s.breaches, record))
+            breach = BreachRecord(data.metric, data.tier, data.due_at, at)
+            return replace(s, breaches=(*s.breaches, breach))
         case ev.TicketEscalated():
-            record = EscalationRecord(
+            escalation = EscalationRecord(
                 data.from_tier, data.to_tier, data.trigger, data.reason, data.agent_id, at
             )
-            return replace(
-                s,
-                tier=data.to_tier,
-                tier_entered_at=at,
-                assignee=None,
-                escalations=(*s.escalations, record),
-            )
+            return _enter(replace(s, escalations=(*s.escalations, escalation)), data.to_tier, at)
         case ev.PriorityChanged():
             return replace(s, priority=data.to_priority)
         case ev.TicketResolved():
@@ -153,12 +221,52 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
     raise ValueError(f"no evolve rule for {data.event_type}")
 
 
+class EventMismatch(ValueError):
+    """An event that does not belong where it is applied: another ticket's, or out of order.
+    A bug of the caller (the store and the workflow keep seqs gapless), never a refusal."""
+
+
+def _enter(s: TicketState, tier: str, at: datetime) -> TicketState:
+    """A new team visit: tier clock restarts, the assignment is cleared (rules 3 and 7)."""
+    auto = s.policy.team(tier).automatic
+    return replace(
+        s,
+        tier=tier,
+        tier_entered_at=at,
+        assignee=None,
+        visit=s.visit + 1,
+        assigned_at=None,
+        assigned_auto=False,
+        acknowledged_at=None,
+        timed_out=(),
+        wants_choice=auto,
+        choice_since=at if auto else None,
+        unavailable_at=None,
+        choice_attempt=0,
+    )
+
+
 def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
-    """The Decider's evolve: state after one stored event."""
+    """The Decider's evolve: state after one stored event, whose envelope must follow it."""
+    if state is not None:
+        if event.ticket_id != state.ticket_id:
+            raise EventMismatch(
+                f"event {event.event_id} (seq {event.seq}) is of ticket {event.ticket_id!r},"
+                f" not of ticket {state.ticket_id!r}"
+            )
+        if event.seq != state.version + 1:
+            raise EventMismatch(
+                f"ticket {state.ticket_id}: event {event.event_type} has seq {event.seq}, but"
+                f" {state.version} events are applied (the next is seq {state.version + 1})"
+            )
     data = event.data()
     if isinstance(data, ev.TicketOpened):
         if state is not None:
             raise ValueError(f"ticket {event.ticket_id} is already open (seq {event.seq})")
+        if event.seq != 1:
+            raise EventMismatch(
+                f"ticket {event.ticket_id}: TicketOpened has seq {event.seq}; it is seq 1"
+            )
         return TicketState(
             ticket_id=event.ticket_id,
             subject=data.subject,
@@ -172,6 +280,10 @@ def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
             opened_at=event.occurred_at,
             tier_entered_at=event.occurred_at,
             version=1,
+            path=data.path,
+            path_tiers=data.tiers,
+            wants_choice=data.policy.team(data.tier).automatic,
+            choice_since=event.occurred_at,
         )
     return apply(state, data, event.occurred_at)
 
@@ -227,15 +339,14 @@ def auto_close_due(state: TicketState) -> datetime | None:
     return state.resolved_at + state.policy.auto_close_after
 
 
-def renotify_due(
-    state: TicketState, last_notice_at: datetime | None, sent: int = 0
-) -> datetime | None:
+def renotify_due(state: TicketState) -> datetime | None:
     """Next reminder for a resolution breach at the top tier (rule 4), in active time; none
     once `renotify_max` reminders were sent, so nothing spams forever."""
     if state.status in ("resolved", "closed") or not state.at_top_tier:
         return None
-    if sent >= state.policy.renotify_max:
+    if state.reminders_sent >= state.policy.renotify_max:
         return None
+    last_notice_at = state.last_reminder_at
     breach_at = [b.at for b in state.breaches if b.metric == "resolution"]
     if not breach_at:
         return None
@@ -243,9 +354,35 @@ def renotify_due(
     return _due(state, since, state.policy.renotify_every)
 
 
+def reminded(state: TicketState, at: datetime) -> TicketState:
+    """The state after the reminder due at `at` went out."""
+    return replace(state, reminders_sent=state.reminders_sent + 1, last_reminder_at=at)
+
+
+def ack_due(state: TicketState) -> datetime | None:
+    """When the auto-assigned agent must have acknowledged (active time of the calendar)."""
+    if not state.awaiting_ack or state.assigned_at is None:
+        return None
+    if state.status in ("resolved", "closed"):
+        return None
+    return _due(state, state.assigned_at, state.team.ack_within)
+
+
+def choice_due(state: TicketState) -> datetime | None:
+    """When the team's assignment must choose: at once on entering the team or after a
+    timeout; `ack_within` after a choice that found nobody, while the ticket stays unassigned."""
+    if not state.wants_choice or state.assignee is not None or state.choice_since is None:
+        return None
+    if state.status in ("resolved", "closed"):
+        return None
+    if state.unavailable_at is None:
+        return state.choice_since
+    return _due(state, state.unavailable_at, state.team.ack_within)
+
+
 def deadlines(state: TicketState | None) -> list[tuple[str, datetime]]:
     """Every running deadline with its name, earliest first: what `tick` will decide and when."""
-    if state is None or state.status == "closed":
+    if state is None or state.is_terminal:
         return []
     candidates = [
         ("first response warning", warning_due(state, "first_response")),
@@ -254,6 +391,8 @@ def deadlines(state: TicketState | None) -> list[tuple[str, datetime]]:
         ("resolution", resolution_due(state)),
         ("tier budget", tier_due(state)),
         ("auto close", auto_close_due(state)),
+        ("acknowledgement", ack_due(state)),
+        ("assignment", choice_due(state)),
     ]
     return sorted(((name, due) for name, due in candidates if due is not None), key=lambda c: c[1])
 

@@ -7,8 +7,15 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from domain.events import Metric, Trigger
-from domain.policy import Priority
-from domain.state import Status, TicketState, first_response_due, resolution_due, tier_due
+from domain.policy import Assignment, Priority
+from domain.state import (
+    Status,
+    TicketState,
+    ack_due,
+    first_response_due,
+    resolution_due,
+    tier_due,
+)
 
 
 class BreachView(BaseModel):
@@ -39,6 +46,18 @@ class SlaView(BaseModel):
         return min(dues) if dues else None
 
 
+class AssignmentView(BaseModel):
+    """The current team's assignment: `ack_due` runs while an auto-assignee has not
+    acknowledged; `timeouts` counts the agents who did not at this team visit."""
+
+    mode: Assignment
+    assignee: str | None
+    assigned_at: datetime | None
+    ack_due: datetime | None
+    acknowledged_at: datetime | None
+    timeouts: int
+
+
 class TicketView(BaseModel):
     ticket_id: str
     subject: str
@@ -56,6 +75,9 @@ class TicketView(BaseModel):
     version: int
     sla: SlaView
     escalations: list[EscalationView]
+    path: str = "default"
+    tiers: list[str] = []
+    assignment: AssignmentView | None = None
 
 
 def view(state: TicketState) -> TicketView:
@@ -88,4 +110,14 @@ def view(state: TicketState) -> TicketView:
             breaches=[BreachView(**b.__dict__) for b in state.breaches],
         ),
         escalations=[EscalationView(**e.__dict__) for e in state.escalations],
+        path=state.path_name,
+        tiers=list(state.tiers),
+        assignment=AssignmentView(
+            mode=state.team.assignment,
+            assignee=state.assignee,
+            assigned_at=state.assigned_at,
+            ack_due=running(ack_due(state)),
+            acknowledged_at=state.acknowledged_at,
+            timeouts=len(state.timed_out),
+        ),
     )

@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from html import escape
 
+from reports.printable import visible
 from reports.sla import (
     AGE_BUCKETS,
     DIMENSION_TITLES,
+    AckMetrics,
     Metrics,
     Report,
     fmt_duration,
@@ -46,10 +48,34 @@ def _cells(m: Metrics) -> list[str]:
     ]
 
 
+ACK_HEADERS = [
+    "assigned",
+    "acked",
+    "timed out",
+    "reassigned",
+    "within",
+    "TTA med",
+    "TTA p90",
+]
+
+
+def _ack_cells(m: AckMetrics) -> list[str]:
+    return [
+        str(m.assignments),
+        str(m.acknowledged),
+        str(m.timed_out),
+        str(m.reassignments),
+        fmt_percent(m.within_share),
+        fmt_duration(m.tta_median),
+        fmt_duration(m.tta_p90),
+    ]
+
+
 def table(headers: list[str], rows: list[list[str]], align: str | None = None) -> str:
     """A plain-text table. `align` has one `l` or `r` per column; by default the first column
     is left-aligned and the others (numbers) right-aligned."""
     align = align or "l" + "r" * (len(headers) - 1)
+    rows = [[visible(c) for c in r] for r in rows]  # ticket text: no terminal escapes
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: list[str]) -> str:
@@ -97,12 +123,22 @@ def render_text(report: Report) -> str:
             ],
         )
     )
+    for dim, acks in report.acks_by.items():
+        if acks:
+            out += ["", f"acknowledgement by {dim}"]
+            out.append(table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
     out += [
         "",
         "FR/res SLA: % met of tickets whose first response / resolution SLA is decided;"
         " escalated: % of tickets escalated at least once; FCR: % of done tickets never"
         " escalated; TTFR/TTR: time to first response / resolution (median, p90).",
     ]
+    if any(report.acks_by.values()):
+        out.append(
+            "Acknowledgement: auto-assignments; TTA: time to acknowledge (median, p90);"
+            " reassigned: assignments made after an ack timeout; within: % of acknowledged or"
+            " timed-out assignments acknowledged within the team's ack_within."
+        )
     return "\n".join(out) + "\n"
 
 
@@ -179,8 +215,20 @@ def bar_chart(
     return f"<figure>{''.join(parts)}<figcaption>{escape(title)}</figcaption></figure>"
 
 
-def _hours(value: timedelta | None) -> float | None:
-    return None if value is None else round(value.total_seconds() / 3600, 2)
+# (suffix, name, seconds): the largest value is drawn in the first unit it is under 100 of.
+TIME_UNITS = (("s", "seconds", 1), ("min", "minutes", 60), ("h", "hours", 3600))
+DAYS = ("d", "days", 86400)
+
+
+def time_unit(values: list[timedelta | None]) -> tuple[str, str, int]:
+    """The unit to draw durations in, from the data: demo tickets take seconds, real ones
+    hours (in hours, 40 seconds drew as `0h`)."""
+    top = max((v.total_seconds() for v in values if v is not None), default=0.0)
+    return next((u for u in TIME_UNITS if top < 100 * u[2]), DAYS)
+
+
+def _in(value: timedelta | None, seconds: int) -> float | None:
+    return None if value is None else round(value.total_seconds() / seconds, 2)
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -218,19 +266,21 @@ def render_html(report: Report, title: str = "SLA report") -> str:
         )
         out.append(_html_table([name, *HEADERS], [[g, *_cells(m)] for g, m in groups]))
     prio = report.by["priority"]
+    times = [
+        ("first response median", [m.ttfr_median for _, m in prio]),
+        ("first response p90", [m.ttfr_p90 for _, m in prio]),
+        ("resolution median", [m.ttr_median for _, m in prio]),
+        ("resolution p90", [m.ttr_p90 for _, m in prio]),
+    ]
+    suffix, unit_name, seconds = time_unit([v for _, vs in times for v in vs])
     out.append("<h2>Time to first response and resolution</h2>")
     out.append(
         bar_chart(
             "time-by-priority",
-            "Median and p90 hours to first response and to resolution, by priority",
+            f"Median and p90 {unit_name} to first response and to resolution, by priority",
             [g for g, _ in prio],
-            [
-                ("first response median", [_hours(m.ttfr_median) for _, m in prio]),
-                ("first response p90", [_hours(m.ttfr_p90) for _, m in prio]),
-                ("resolution median", [_hours(m.ttr_median) for _, m in prio]),
-                ("resolution p90", [_hours(m.ttr_p90) for _, m in prio]),
-            ],
-            unit="h",
+            [(name, [_in(v, seconds) for v in vs]) for name, vs in times],
+            unit=suffix,
         )
     )
     triggers = report.escalations_by_trigger
@@ -267,6 +317,10 @@ def render_html(report: Report, title: str = "SLA report") -> str:
             ],
         )
     )
+    for dim, acks in report.acks_by.items():
+        if acks:
+            out.append(f"<h2>Acknowledgement by {escape(dim)}</h2>")
+            out.append(_html_table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
     out.append(
         '<p class="note">FR/res SLA: % met of tickets whose first response / resolution SLA is'
         " decided; escalated: % of tickets escalated at least once; FCR (first-contact"

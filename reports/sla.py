@@ -13,7 +13,14 @@ The report covers the tickets *opened* in `[since, until)` (a cohort), and for t
   value, or the mean of the two middle values) and p90 (nearest rank: the ceil(0.9 n)-th value).
 - backlog: tickets of the cohort not yet resolved or closed, by current tier and by age at `as_of`.
 
-Everything is grouped overall and by priority, tier (the current one), category and customer.
+Everything is grouped overall and by priority, tier (the current one), path, category and
+customer.
+
+Acknowledgement (docs/teams.md), by path and by team, over the auto-assignments of the cohort:
+time to acknowledge (from the assignment; median, p90), reassignments (auto-assignments made
+after an ack timeout at the same team visit), and the share of decided assignments (acknowledged
+or timed out) acknowledged within the team's `ack_within` (active time: an acknowledgement
+after it cannot happen, the timeout is decided first).
 """
 
 from __future__ import annotations
@@ -21,20 +28,23 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain import events as ev
 from domain.policy import PRIORITIES
+from domain.state import TicketState, evolve
 
-DIMENSIONS = ("priority", "tier", "category", "customer_id")
+DIMENSIONS = ("priority", "tier", "path", "category", "customer_id")
 DIMENSION_TITLES = {
     "priority": "priority",
     "tier": "tier",
+    "path": "path",
     "category": "category",
     "customer_id": "customer",
 }
-TRIGGERS = ("first_response_breach", "tier_timeout", "agent_request")
+TRIGGERS = ("first_response_breach", "tier_timeout", "agent_request", "ack_timeout")
 NO_CATEGORY = "(none)"
 # Backlog age buckets: (label, upper bound exclusive); the last one has no bound.
 AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
@@ -63,10 +73,12 @@ class Ticket:
     first_response_breached: bool = False
     resolution_breached: bool = False
     escalation_count: int = 0
+    path: str | None = None  # null in rows projected before paths: the default path
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Ticket:
-        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+        ticket = cls(**{f: row[f] for f in cls.__dataclass_fields__})
+        return ticket if ticket.path is not None else replace(ticket, path="default")
 
     @property
     def done_at(self) -> datetime | None:
@@ -182,10 +194,101 @@ class Report:
     by: dict[str, list[tuple[str, Metrics]]]
     escalations_by_trigger: dict[str, int]
     backlog: dict[str, dict[str, int]]  # tier -> age bucket -> open tickets (tiers with any)
+    # "path" / "team" -> [(name, metrics)]: acknowledgement of auto-assignments
+    acks_by: dict[str, list[tuple[str, AckMetrics]]] = field(default_factory=dict)
 
     @property
     def backlog_total(self) -> int:
         return sum(sum(b.values()) for b in self.backlog.values())
+
+
+# --- acknowledgement of auto-assignments -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AckEpisode:
+    """One auto-assignment: who, where, and what became of it."""
+
+    ticket_id: str
+    path: str
+    team: str
+    assignee: str
+    assigned_at: datetime
+    ack_within: timedelta
+    reassignment: bool  # made after an ack timeout at the same team visit
+    acknowledged_at: datetime | None = None
+    timed_out: bool = False
+
+
+def ack_episodes(events: Iterable[ev.DomainEvent]) -> list[AckEpisode]:
+    """Every auto-assignment in `events` (each ticket's events in seq order), folded."""
+    states: dict[str, TicketState] = {}
+    open_episode: dict[str, int] = {}
+    out: list[AckEpisode] = []
+    for e in events:
+        state = states[e.ticket_id] = evolve(states.get(e.ticket_id), e)
+        if e.event_type == "TicketAssigned" and e.payload.get("trigger") == "auto":
+            open_episode[e.ticket_id] = len(out)
+            out.append(
+                AckEpisode(
+                    ticket_id=e.ticket_id,
+                    path=state.path_name,
+                    team=state.tier,
+                    assignee=e.payload["assignee"],
+                    assigned_at=e.occurred_at,
+                    ack_within=state.team.ack_within,
+                    reassignment=bool(state.timed_out),
+                )
+            )
+            continue
+        index = open_episode.pop(e.ticket_id, None) if e.event_type in _ENDS else None
+        if index is None:
+            continue
+        if e.event_type == "AssignmentAcknowledged":
+            out[index] = replace(out[index], acknowledged_at=e.occurred_at)
+        elif e.event_type == "AssignmentTimedOut":
+            out[index] = replace(out[index], timed_out=True)
+    return out
+
+
+# An episode ends with its acknowledgement or timeout, or when the assignment goes away.
+_ENDS = {
+    "AssignmentAcknowledged",
+    "AssignmentTimedOut",
+    "TicketAssigned",
+    "TicketEscalated",
+    "TicketTransferred",
+}
+
+
+@dataclass(frozen=True)
+class AckMetrics:
+    assignments: int
+    acknowledged: int
+    timed_out: int
+    reassignments: int
+    within: int  # acknowledged within ack_within: every acknowledged one
+    tta_median: timedelta | None
+    tta_p90: timedelta | None
+
+    @property
+    def within_share(self) -> float | None:
+        return percent(self.within, self.acknowledged + self.timed_out)
+
+
+def ack_metrics(episodes: list[AckEpisode]) -> AckMetrics:
+    tta = [e.acknowledged_at - e.assigned_at for e in episodes if e.acknowledged_at is not None]
+    return AckMetrics(
+        assignments=len(episodes),
+        acknowledged=len(tta),
+        timed_out=sum(1 for e in episodes if e.timed_out),
+        reassignments=sum(1 for e in episodes if e.reassignment),
+        # The decider times an assignment out at its ack due time (active time of the
+        # calendar) before any later action: an acknowledgement is always within ack_within.
+        within=len(tta),
+        tta_median=median(tta),
+        tta_p90=p90(tta),
+    )
 
 
 def _order(dimension: str, values: Iterable[str]) -> list[str]:
@@ -207,6 +310,7 @@ def build_report(
     as_of: datetime,
     since: datetime | None = None,
     until: datetime | None = None,
+    episodes: Iterable[AckEpisode] = (),
 ) -> Report:
     """The report for tickets opened in `[since, until)`; backlog ages are taken at `as_of`."""
     cohort = [
@@ -237,7 +341,15 @@ def build_report(
         if not t.done:
             backlog[t.tier][age_bucket(as_of - t.opened_at)] += 1
     backlog = {tier: counts for tier, counts in backlog.items() if any(counts.values())}
+    acks = [e for e in episodes if e.ticket_id in ids]
+    acks_by: dict[str, list[tuple[str, AckMetrics]]] = {}
+    for dim in ("path", "team"):
+        ack_groups: dict[str, list[AckEpisode]] = {}
+        for a in acks:
+            ack_groups.setdefault(getattr(a, dim), []).append(a)
+        acks_by[dim] = [(k, ack_metrics(ack_groups[k])) for k in sorted(ack_groups)]
     return Report(
+        acks_by=acks_by,
         since=since,
         until=until,
         as_of=as_of,

@@ -45,7 +45,20 @@ def describe(data: ev.EventPayload) -> tuple[str, str]:
             )
         case ev.TicketAssigned():
             was = f" (was {data.previous_assignee})" if data.previous_assignee else ""
+            if data.trigger == "auto":
+                return "system", f"auto-assigned to {data.assignee}"
             return data.agent_id, f"assigned to {data.assignee}{was}"
+        case ev.AssignmentAcknowledged():
+            return data.agent_id, "acknowledged the assignment"
+        case ev.AssignmentTimedOut():
+            return "system", f"{data.assignee} did not acknowledge at {data.tier}"
+        case ev.AssignmentUnavailable():
+            return "system", f"nobody assigned at {data.tier}: {_clip(data.reason)}"
+        case ev.TicketTransferred():
+            return data.agent_id, (
+                f"transferred {data.from_path}/{data.from_tier} -> {data.to_path}/{data.to_tier}:"
+                f" {_clip(data.reason)}"
+            )
         case ev.AgentResponded():
             what = "first response" if data.first_response else "replied"
             return data.agent_id, f"{what}: {_clip(data.message)}".rstrip(": ")

@@ -1,4 +1,5 @@
-"""Optional encryption of every Temporal payload, because ticket text is PII (README, PII).
+"""Optional encryption of every Temporal payload, because ticket text is PII
+(docs/configuration.md#encrypting-ticket-text-pii).
 
 Off unless ESCALATION_CODEC_KEYS is set. Then each payload the client or worker sends to
 Temporal (inputs, results, signals, updates, queries, activity arguments, failures' details,
@@ -35,6 +36,9 @@ from temporalio.converter import PayloadCodec
 KEYS_ENV = "ESCALATION_CODEC_KEYS"
 KEY_ID_ENV = "ESCALATION_CODEC_KEY_ID"
 ENCODING = b"binary/encrypted"
+# What a worker's codec hands on in place of a payload that does not decrypt: no converter reads
+# it, so a Signal or Update carrying it is refused by the workflow instead of failing its task.
+UNDECRYPTABLE = b"binary/undecryptable"
 KEY_ID_METADATA = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's standard nonce; random per payload
@@ -121,9 +125,14 @@ def new_key() -> str:
 class EncryptionCodec(PayloadCodec):
     """AES-256-GCM over the whole serialized payload; the key id rides in the metadata."""
 
-    def __init__(self, keys: CodecKeys) -> None:
+    def __init__(self, keys: CodecKeys, *, refusable: bool = False) -> None:
+        """`refusable` (the worker's codec): a payload that does not decrypt becomes an
+        UNDECRYPTABLE payload naming why, instead of an error that fails the workflow task on
+        every attempt (a forged Signal would freeze the ticket). Typed arguments (activity
+        results, a continued run's input) still fail to convert, and so still retry."""
         self._keys = keys
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.keys.items()}
+        self._refusable = refusable
 
     @property
     def active_key_id(self) -> str:
@@ -164,7 +173,15 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.decrypt(p) for p in payloads]
+        if not self._refusable:
+            return [self.decrypt(p) for p in payloads]
+        out = []
+        for payload in payloads:
+            try:
+                out.append(self.decrypt(payload))
+            except CodecKeyError as exc:
+                out.append(Payload(metadata={"encoding": UNDECRYPTABLE}, data=str(exc).encode()))
+        return out
 
 
 def _main(argv: Iterable[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Configuration from the environment (CONTRACT.md, Configuration). Read once at start."""
+"""Configuration from the environment (docs/contract.md#configuration). Read once at start."""
 
 from __future__ import annotations
 
@@ -28,16 +28,17 @@ class Settings:
     log_format: str | None = None  # None: console on a TTY, else json
     log_level: str = "info"
     projector: bool = True  # ESCALATION_PROJECTOR=off: the worker runs no read-side projector
-    # Worker tuning (README, Configuration). None / 1000: the Temporal SDK's own defaults.
+    # Worker tuning (docs/configuration.md#environment-variables). None / 1000: the Temporal
+    # SDK's own defaults.
     max_concurrent_activities: int | None = None
     max_concurrent_workflow_tasks: int | None = None
     max_cached_workflows: int = 1000
     shutdown_grace: float = 10.0  # seconds running activities get to finish after SIGTERM
-    # Notifications and metrics (README, Notification channels / Metrics).
+    # Notifications and metrics (docs/configuration.md#notification-channels, #metrics).
     channels_file: str | None = None  # None: notices are logged and recorded, not delivered
     metrics_port: int | None = None  # None: no Prometheus endpoint
     metrics_host: str = "0.0.0.0"
-    # Payload encryption (README, Encrypting ticket text). None: payloads are plain JSON.
+    # Payload encryption (docs/configuration.md#encrypting-ticket-text-pii). None: plain JSON.
     codec_keys: CodecKeys | None = None
 
     @classmethod

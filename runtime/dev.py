@@ -36,7 +36,6 @@ import sysconfig
 import threading
 import time
 import urllib.request
-import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,6 +43,9 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from runtime.config import DATA_DIR, EMBEDDED_PG_DIR, PROJECT_ROOT, Settings
+from runtime.database import embedded_postgres
+from runtime.demo_teams import AGENTS_FILE as DEMO_AGENTS_FILE
+from runtime.demo_teams import teams_demo_env
 from workflows.search_attributes import CLI_TYPES
 
 LOCALHOST = "127.0.0.1"
@@ -75,14 +77,39 @@ class StackError(RuntimeError):
 
 
 class PortInUseError(StackError):
-    def __init__(self, port: int, what: str, host: str = LOCALHOST) -> None:
+    def __init__(
+        self, port: int, what: str, host: str = LOCALHOST, owner: str | None = None
+    ) -> None:
         self.port = port
         self.what = what
+        held = f" by {owner}" if owner else ""
         super().__init__(
-            f"port {port} ({what}) is already in use on {host}. Another Temporal dev server, or "
-            f"an earlier `dev.py up`, is probably still running: stop it, or pick other ports "
-            f"with --temporal-port / --ui-port / --codec-port."
+            f"port {port} ({what}) is already in use on {host}{held}. Another Temporal dev "
+            f"server, or an earlier `dev.py up`, is probably still running: stop it, or pick "
+            f"other ports with --temporal-port / --ui-port / --codec-port."
         )
+
+
+def port_owner(port: int) -> str | None:
+    """`pid 123 (temporal server start-dev ...)` for the process listening on `port`, if the
+    system lets us see it."""
+    import psutil
+
+    try:
+        listening = [
+            c.pid
+            for c in psutil.net_connections(kind="inet")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        ]
+        if not listening:
+            return None
+        proc = psutil.Process(listening[0])
+        command = " ".join(proc.cmdline()) or proc.name()
+    except (psutil.Error, OSError):
+        return None
+    if len(command) > 120:
+        command = command[:117] + "..."
+    return f"pid {proc.pid} ({command})"
 
 
 class StopRequested(Exception):
@@ -171,21 +198,36 @@ def api_secrets(path: Path = API_SECRETS) -> dict[str, str]:
     return made
 
 
-def api_env(worker: Mapping[str, str], port: int, token: str) -> dict[str, str]:
-    """The API's environment: the worker's, on 127.0.0.1:port; without an agent directory of
-    the caller's, one with the demo agent (a manager) whose token is `token` (for the API
-    only: the worker keeps running open, so the demo starter's agents may act)."""
+def with_demo_agent(env: Mapping[str, str], token: str) -> tuple[dict[str, str], bool]:
+    """`env` with the demo agent (a manager) whose API token is `token`, and whether it was
+    added. It goes into API_AGENTS: a copy of the teams demo's directory (the worker then uses
+    the copy, so it knows the demo agent), or alone when no directory is set (for the API only:
+    the worker keeps running open). A directory of the caller's is left as it is."""
     import hashlib
 
+    out = dict(env)
+    current = out.get("ESCALATION_AGENTS_FILE")
+    if current and Path(current) != DATA_DIR / DEMO_AGENTS_FILE:
+        return out, False
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    base = Path(current).read_text(encoding="utf-8") + "\n" if current else ""
+    API_AGENTS.write_text(
+        base + f'[agents.{DEMO_AGENT}]\nname = "Demo agent"\nrole = "manager"\n'
+        f'token_sha256 = "{digest}"\n',
+        encoding="utf-8",
+    )
+    if current:
+        out["ESCALATION_AGENTS_FILE"] = str(API_AGENTS)
+    return out, True
+
+
+def api_env(worker: Mapping[str, str], port: int) -> dict[str, str]:
+    """The API's environment: the worker's, on 127.0.0.1:port, with the demo directory when
+    the worker has none."""
     env = dict(worker)
     env["ESCALATION_API_HOST"] = LOCALHOST
     env["ESCALATION_API_PORT"] = str(port)
-    if not env.get("ESCALATION_AGENTS_FILE"):
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        API_AGENTS.write_text(
-            f'[agents.{DEMO_AGENT}]\nname = "Demo agent"\nrole = "manager"\n'
-            f'token_sha256 = "{digest}"\n'
-        )
+    if not env.get("ESCALATION_AGENTS_FILE") and API_AGENTS.exists():
         env["ESCALATION_AGENTS_FILE"] = str(API_AGENTS)
     return env
 
@@ -234,7 +276,7 @@ def check_ports_free(ports: Mapping[str, int], host: str = LOCALHOST) -> None:
     """Raise PortInUseError naming the first port (by purpose) that is taken."""
     for what, port in ports.items():
         if port_in_use(port, host):
-            raise PortInUseError(port, what, host)
+            raise PortInUseError(port, what, host, port_owner(port))
 
 
 def free_port(host: str = LOCALHOST) -> int:
@@ -270,6 +312,18 @@ def display_path(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- processes
+
+
+def notice(msg: str, out: IO[str] | None = None, *, prefix: str = "dev: ") -> None:
+    """Print one `dev:` line (or any text, with prefix=""); never raise. Under
+    `dev.py up | tee log`, Ctrl-C ends `tee` too, and a write to the closed pipe must not abort
+    the shutdown that is printing about itself."""
+    stream = sys.stdout if out is None else out
+    try:
+        stream.write(f"{prefix}{msg}\n")
+        stream.flush()
+    except (OSError, ValueError):  # BrokenPipeError is an OSError; ValueError: stream closed
+        pass
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -389,9 +443,7 @@ class Child:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                print(
-                    f"dev: {self.name} did not stop within {timeout:.0f}s; killing it", flush=True
-                )
+                notice(f"{self.name} did not stop within {timeout:.0f}s; killing it")
                 _signal_group(self.proc, signal.SIGKILL)
                 self.proc.wait(5)
         else:
@@ -405,21 +457,13 @@ class Child:
         return self.proc.returncode
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     import psutil  # a dependency of embedded-postgres
 
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def _embedded_postgres() -> Any:
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it copes fine.
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-    return embedded_postgres
 
 
 @dataclass
@@ -446,20 +490,20 @@ class EmbeddedPostgres:
         return self.server.get_pid()
 
     def alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def died_message(self) -> str:
         return f"{self.name} exited unexpectedly; its log is {display_path(self.log_path)}"
 
     def stop(self, timeout: float = 30.0) -> None:
         pid = self.pid
-        if _pid_alive(pid):
+        if pid_alive(pid):
             _pg_ctl_stop(self.pgdata, self.server.system_user, timeout)
             deadline = time.monotonic() + 5
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _pid_alive(pid):
-                print(f"dev: PostgreSQL (pid {pid}) did not stop; killing it", flush=True)
+            if pid_alive(pid):
+                notice(f"PostgreSQL (pid {pid}) did not stop; killing it")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         # Drop the package's handle (cleanup_mode=None: this only forgets the server).
@@ -468,7 +512,7 @@ class EmbeddedPostgres:
 
 
 def _pg_ctl_stop(pgdata: Path, user: str | None, timeout: float) -> bool:
-    ep = _embedded_postgres()
+    ep = embedded_postgres()
     try:
         ep.pg_ctl(
             ["-w", "-t", str(int(timeout)), "-m", "fast", "stop"],
@@ -485,7 +529,7 @@ def start_postgres(pg_dir: Path = EMBEDDED_PG_DIR) -> EmbeddedPostgres:
     """Start (or adopt an already running) embedded PostgreSQL with its data in pg_dir."""
     pg_dir = Path(pg_dir)
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
-    ep = _embedded_postgres()
+    ep = embedded_postgres()
     try:
         server = ep.get_server(pg_dir, cleanup_mode=None)
     except Exception as e:
@@ -669,7 +713,7 @@ def banner(
 
 
 def psql_binary() -> Path:
-    return Path(_embedded_postgres()._commands.POSTGRES_BIN_PATH) / "psql"
+    return Path(embedded_postgres()._commands.POSTGRES_BIN_PATH) / "psql"
 
 
 def run_up(opts: Options, out: IO[str] | None = None) -> int:
@@ -677,7 +721,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
     out = sys.stdout if out is None else out
 
     def say(msg: str) -> None:
-        print(f"dev: {msg}", file=out, flush=True)
+        notice(msg, out)
 
     stop = threading.Event()
     reason: list[str] = []
@@ -749,8 +793,11 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
 
         temporal_address = f"{LOCALHOST}:{opts.temporal_port}"
         env = worker_env(pg.uri, temporal_address, console_logs=out.isatty())
+        if opts.demo:  # the teams demo's policy and directory, unless the caller chose theirs
+            env = teams_demo_env(DATA_DIR, env)
         secrets_ = api_secrets()  # the API signs callers with this key, the worker verifies
         env.setdefault("ESCALATION_PRINCIPAL_KEYS", secrets_["principal_keys"])
+        env, demo_agent = with_demo_agent(env, secrets_["token"])
         say("starting the worker ...")
         worker = Child.spawn(
             "worker",
@@ -775,7 +822,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
                 )
                 break
 
-        a_env = api_env(env, opts.api_port, secrets_["token"])
+        a_env = api_env(env, opts.api_port)
         api_url = f"http://{LOCALHOST}:{opts.api_port}"
         say(f"starting the HTTP API on {api_url} ...")
         api = Child.spawn(
@@ -787,8 +834,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
         )
         started.append(api)
         wait_for_port(opts.api_port, timeout=30, child=api, stop_requested=stop.is_set)
-        own_directory = a_env["ESCALATION_AGENTS_FILE"] != str(API_AGENTS)
-        demo_token = None if own_directory else secrets_["token"]
+        demo_token = secrets_["token"] if demo_agent else None
 
         if not http_ok(f"http://{LOCALHOST}:{ui_port}/"):
             say(f"note: the Temporal UI does not answer on port {ui_port} (yet)")
@@ -805,7 +851,7 @@ def run_up(opts: Options, out: IO[str] | None = None) -> int:
             api_url=api_url,
             demo_token=demo_token,
         )
-        print(text, file=out, flush=True)
+        notice(text, out, prefix="")
         say(f"ready in {time.monotonic() - t0:.1f}s")
 
         starter_script = PROJECT_ROOT / "starter.py"

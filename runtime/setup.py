@@ -175,7 +175,8 @@ async def migrate_database(settings: Settings) -> tuple[str, list[int], list[int
     # Imported here so `--skip-database` needs nothing of the store.
     import asyncpg
 
-    from store.connection import create_pool, resolve_database_url
+    from runtime.database import resolve_database_url
+    from store.connection import create_pool
     from store.schema import applied_versions, migrate
 
     dsn = await asyncio.to_thread(resolve_database_url, settings)

@@ -16,15 +16,15 @@ from temporalio.runtime import Runtime
 from runtime.config import Settings
 
 
-def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic JSON payloads; with codec keys configured, each one encrypted."""
+def data_converter(settings: Settings, *, worker: bool = False) -> DataConverter:
+    """Pydantic JSON payloads; with codec keys configured, each one encrypted. A worker's codec
+    hands on what does not decrypt for the workflow to refuse (runtime/codec.py)."""
     if settings.codec_keys is None:
         return pydantic_data_converter
     from runtime.codec import EncryptionCodec
 
-    return dataclasses.replace(
-        pydantic_data_converter, payload_codec=EncryptionCodec(settings.codec_keys)
-    )
+    codec = EncryptionCodec(settings.codec_keys, refusable=worker)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
 def connect_options(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -36,13 +36,18 @@ def connect_options(settings: Settings, env: Mapping[str, str] | None = None) ->
 
 
 async def connect(
-    settings: Settings, env: Mapping[str, str] | None = None, runtime: Runtime | None = None
+    settings: Settings,
+    env: Mapping[str, str] | None = None,
+    runtime: Runtime | None = None,
+    *,
+    worker: bool = False,
 ) -> Client:
-    """`runtime`: e.g. one that exports Prometheus metrics (runtime/metrics.py); default SDK's."""
+    """`runtime`: e.g. one that exports Prometheus metrics (runtime/metrics.py); default SDK's.
+    `worker`: the client a worker polls with (see data_converter)."""
     try:
         return await Client.connect(
             **connect_options(settings, env),
-            data_converter=data_converter(settings),
+            data_converter=data_converter(settings, worker=worker),
             runtime=runtime,
         )
     except RuntimeError as exc:

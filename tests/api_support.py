@@ -146,7 +146,7 @@ async def api_rig(
     keys = parse_keys(new_keys("p2", "p1"))
     assert keys is not None
     task_queue = f"tq-{uuid.uuid4()}"
-    agents = AgentActivities(path, keys, require_principal=require)
+    agents = AgentActivities(path, principal_keys=keys, require_principal=require)
     worker = build_worker(dev_env.client, task_queue, db_pool, dict(BUILTIN_POLICIES), agents)
     async with worker:
         rig = TicketRig(dev_env, db_pool, task_queue)

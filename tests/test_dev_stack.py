@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import threading
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +32,7 @@ def test_temporal_command_registers_every_search_attribute_with_its_type() -> No
     assert registered["SlaBreached"] == "Bool"
     assert registered["TicketSlaDue"] == "Datetime"
     assert registered["TicketStatus"] == "Keyword"
+    assert registered["TicketPath"] == "Keyword"  # v2
     assert set(registered.values()) <= VALID_CLI_TYPES
 
 
@@ -152,9 +157,10 @@ def test_banner_names_ui_dsn_stop_and_commands() -> None:
 
 
 def _gone(pid: int) -> bool:
-    return not dev._pid_alive(pid)
+    return not dev.pid_alive(pid)
 
 
+@pytest.mark.slow
 def test_real_postgres_and_temporal_start_answer_and_stop(tmp_path: Path) -> None:
     """Integration: the real embedded PostgreSQL and `temporal server start-dev`, on free ports."""
     import asyncpg
@@ -209,3 +215,98 @@ def test_real_postgres_and_temporal_start_answer_and_stop(tmp_path: Path) -> Non
         if str(tmp_path) in " ".join(p.info["cmdline"] or []) and p.status() != "zombie"
     ]
     assert leftovers == []
+
+
+class _ClosedPipe:
+    """stdout after `tee` died with the Ctrl-C: every write fails."""
+
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _Piece:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stopped = False
+        self.marker_seen = threading.Event()
+        self.marker_seen.set()
+        self.uri = "postgresql://postgres:@/postgres?host=/nowhere"
+        self.log_path = Path("/nowhere/log")
+
+    def alive(self) -> bool:
+        return not self.stopped
+
+    def stop(self, timeout: float = 0) -> int:
+        self.stopped = True
+        return 0
+
+
+def test_ctrl_c_with_output_into_a_closed_pipe_still_stops_every_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dev.py up | tee up.log`, then Ctrl-C: the closed pipe used to raise inside the shutdown,
+    before anything was stopped, leaving Temporal and PostgreSQL holding their ports."""
+    pieces: list[_Piece] = []
+
+    def piece(name: str) -> _Piece:
+        pieces.append(_Piece(name))
+        return pieces[-1]
+
+    monkeypatch.setattr(dev, "start_postgres", lambda *_a, **_k: piece("PostgreSQL"))
+    monkeypatch.setattr(dev, "start_temporal", lambda **_k: piece("temporal"))
+    monkeypatch.setattr(dev, "wait_for_temporal", lambda *_a, **_k: None)
+    monkeypatch.setattr(dev.Child, "spawn", classmethod(lambda _cls, name, *_a, **_k: piece(name)))
+    monkeypatch.setattr(dev, "http_ok", lambda *_a, **_k: True)
+    monkeypatch.setattr(dev, "banner", lambda **_k: "banner")
+    monkeypatch.setattr(dev, "psql_binary", lambda: Path("/nowhere/psql"))
+    interrupt = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    try:
+        status = dev.run_up(
+            dev.Options(
+                temporal_port=dev.free_port(),
+                ui_port=dev.free_port(),
+                api_port=dev.free_port(),
+                demo=False,
+            ),
+            out=_ClosedPipe(),  # type: ignore[arg-type]
+        )
+    finally:
+        interrupt.cancel()
+
+    assert [p.name for p in pieces] == ["PostgreSQL", "temporal", "worker", "api"]
+    assert all(p.stopped for p in pieces)
+    assert status == 0
+
+
+def test_a_taken_port_names_the_process_holding_it(listening_port: int) -> None:
+    with pytest.raises(dev.PortInUseError) as caught:
+        dev.check_ports_free({"Temporal frontend": listening_port})
+
+    assert f"pid {os.getpid()} (" in str(caught.value)
+
+
+def test_the_teams_demo_files_are_written_unless_the_caller_chose_theirs(tmp_path: Path) -> None:
+    from domain.agents import check_teams
+    from runtime.config_files import load_directory, load_policies
+    from runtime.demo_teams import TEAMS_DEMO_POLICY, teams_demo_env
+
+    env = teams_demo_env(tmp_path, {"PATH": "/bin"})
+    policies = load_policies(env["ESCALATION_POLICY_FILE"])
+    directory = load_directory(env["ESCALATION_AGENTS_FILE"])
+    check_teams(directory, policies, "demo")  # the worker would start
+    demo = policies[TEAMS_DEMO_POLICY]
+    assert demo.path_tiers("billing") == ("L1", "billing", "billing-manager")
+    assert demo.team("billing").automatic and demo.team("billing-manager").automatic
+    # The story fits in a minute: two ack timeouts at billing, then the manager.
+    billing = demo.team("billing")
+    assert billing.ack_within * (billing.max_reassign + 1) <= timedelta(minutes=1)
+    mine = {"ESCALATION_AGENTS_FILE": "/etc/agents.toml"}
+    assert teams_demo_env(tmp_path / "other", mine) == mine
+    assert not (tmp_path / "other").exists()

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from activities.agents import AgentActivities
 from domain.agents import (
     AuthorizationRequest,
     DirectoryError,
     authorize,
-    load_directory,
+    check_tiers,
     parse_directory,
 )
+from domain.policy import BUILTIN_POLICIES
 
 DIRECTORY = """
 [agents.ann]
@@ -104,6 +106,27 @@ def test_a_bad_directory_names_the_key(text: str, message: str) -> None:
     assert message in str(err.value)
 
 
-def test_missing_directory_file_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(DirectoryError, match=str(tmp_path / "nope.toml")):
-        load_directory(tmp_path / "nope.toml")
+def test_a_tier_no_policy_has_is_refused_naming_agent_and_tier() -> None:
+    directory = parse_directory('[agents.bob]\nname = "Bob"\ntiers = ["L1", "L9"]\n')
+    with pytest.raises(DirectoryError) as err:
+        check_tiers(directory, BUILTIN_POLICIES, "agents.toml")
+    assert str(err.value) == (
+        "agents.toml: agents.bob.tiers: 'L9' is not a tier of any policy (tiers: L1, L2, L3)"
+    )
+    check_tiers(
+        parse_directory('[agents.ann]\nname = "Ann"\ntiers = ["L3"]\n'), BUILTIN_POLICIES, "a"
+    )
+
+
+def test_the_worker_refuses_such_a_directory_at_start_and_keeps_the_last_good_on_reload(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "agents.toml"
+    file.write_text('[agents.bob]\nname = "Bob"\ntiers = ["L9"]\n', encoding="utf-8")
+    with pytest.raises(DirectoryError, match=r"agents\.bob\.tiers: 'L9'"):
+        AgentActivities(file, BUILTIN_POLICIES)
+    file.write_text('[agents.bob]\nname = "Bob"\ntiers = ["L2"]\n', encoding="utf-8")
+    agents = AgentActivities(file, BUILTIN_POLICIES)
+    file.write_text('[agents.bob]\nname = "Bob"\ntiers = ["L9", "L2"]\n', encoding="utf-8")
+    directory = agents.directory()
+    assert directory is not None and directory.agents["bob"].tiers == ("L2",)

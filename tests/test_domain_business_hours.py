@@ -1,32 +1,44 @@
-"""Business-hours calendars (CONTRACT.md rule 8, second sentence) against a minute-by-minute oracle.
+"""Business-hours calendars (docs/contract.md#escalation-rules, rule 8, second sentence;
+#calendar-date-overrides-and-the-dst-gap-rule) against minute-by-minute oracles.
 
-The meaning being checked, in words: an opening interval `HH:MM-HH:MM` on a local date is open
-from the first instant the local clock reads the start time (or later) until the first instant it
-reads the end time (or later); holidays are closed local dates. Pauses cut time out as before.
+The meaning being checked, in words: a local date's hours are its `dates` entry if it has one,
+else its weekday's; a holiday is closed whatever. An interval `HH:MM-HH:MM` on a local date is
+open from the instant of its start time to the instant of its end time. A wall time that exists
+is its instant (in a fall-back fold, the first occurrence); one inside a spring-forward gap is,
+under the v1 rule ("jump"), the first instant the clock reads it or later, and under today's
+("pep495"), that wall time read with the offset before the change. Pauses cut time out as before.
 
-The oracle walks real time one minute at a time and keeps the furthest local wall-clock reading
-seen so far (the clock "never goes back": through a fall-back fold it stands still, over a
-spring-forward gap it jumps). A minute counts when that reading falls inside an opening interval
-of its date, its date is no holiday, and no pause covers the minute. Every calendar boundary, zone
-offset, start instant and pause generated here is a whole minute, so the oracle is exact.
+Two oracles, one per gap rule, both stepping through real time one minute at a time:
+- v1: keep the furthest local wall-clock reading seen so far (the clock "never goes back":
+  through a fall-back fold it stands still, over a spring-forward gap it jumps). A minute counts
+  when that reading falls inside an opening interval of its date.
+- pep495: each boundary's instant is found from UTC->local conversions alone (the wall time
+  minus each offset the zone has around it; the earliest that reads back as the wall time, or
+  with none, the wall time minus the earlier offset), and a minute counts when it lies inside
+  any interval of any date so placed.
+Every calendar boundary, zone offset, start instant and pause generated here is a whole minute,
+so the oracles are exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from domain.calendar import BusinessHoursCalendar, Pause, active_between, add_active
-from domain.policy import WEEKDAYS, CalendarSpec, format_hours
+from domain.policy import CLOSED, WEEKDAYS, CalendarSpec, DstGapRule, format_hours
 
 MINUTE = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
+DAY = timedelta(days=1)
 ORACLE_EXAMPLES = 600  # per property; two properties: 1,200 oracle comparisons a run
 MAX_SPAN = 10 * 1440  # minutes
+RULES: list[DstGapRule] = ["pep495", "jump"]
 
 ZONES = [
     "UTC",
@@ -94,7 +106,20 @@ def _dst_points(zone: str) -> list[int]:
     return sorted(m for m in out if 0 <= m <= 1440)
 
 
+def _gaps(zone: str) -> list[tuple[int, int]]:
+    """Spring-forward gaps as wall minutes [lo, hi) of their local date (skipped readings)."""
+    tz, out = ZoneInfo(zone), set()
+    for t in TRANSITIONS[zone]:
+        left = (t - MINUTE).astimezone(tz).replace(tzinfo=None) + MINUTE
+        reached = t.astimezone(tz).replace(tzinfo=None)
+        if reached > left:
+            lo = left.hour * 60 + left.minute
+            out.add((lo, lo + (reached - left) // MINUTE))
+    return sorted(out)
+
+
 DST_POINTS = {zone: _dst_points(zone) for zone in ZONES}
+GAPS = {zone: _gaps(zone) for zone in ZONES}
 DST_ZONES = [zone for zone in ZONES if TRANSITIONS[zone]]
 Week = list[list[tuple[int, int]]]  # minutes since local midnight, per weekday, Monday first
 
@@ -121,6 +146,15 @@ def day_hours(draw: st.DrawFn, zone: str) -> list[tuple[int, int]]:
 @st.composite
 def dst_day_hours(draw: st.DrawFn, zone: str) -> list[tuple[int, int]]:
     """One or two intervals with at least one boundary at the zone's DST wall."""
+    if GAPS[zone] and draw(st.integers(0, 3)) == 0:
+        # pep495 maps a closing inside the gap past an opening just after it: the two overlap
+        lo, hi = draw(st.sampled_from(GAPS[zone]))
+        close = draw(st.integers(lo + 1, hi - 1))
+        reopen = draw(st.integers(hi, close + hi - lo - 1))
+        return [
+            (draw(st.integers(0, close - 1)), close),
+            (reopen, draw(st.integers(reopen + 1, 1440))),
+        ]
     near = st.sampled_from(DST_POINTS[zone])
     wall = draw(near)
     others = draw(st.lists(st.one_of(near, st.integers(0, 1440)), max_size=3, unique=True))
@@ -173,17 +207,28 @@ def pause_sets(draw: st.DrawFn, span: int) -> PauseOffsets:
     return out
 
 
+Hours = list[tuple[int, int]]
+
+
 class Case:
     def __init__(
         self,
         zone: str,
         week: Week,
         holidays: set[date],
+        dates: dict[date, Hours],
+        rule: DstGapRule,
         start: datetime,
         span: int,
         pauses: PauseOffsets,
     ) -> None:
-        self.zone, self.week, self.holidays = zone, week, holidays
+        self.zone, self.week, self.holidays, self.dates, self.rule = (
+            zone,
+            week,
+            holidays,
+            dates,
+            rule,
+        )
         self.start, self.span = start, span
         self.end = start + span * MINUTE
         self.pause_offsets = pauses
@@ -194,9 +239,17 @@ class Case:
             name="random",
             timezone=zone,
             holidays=tuple(holidays),
+            dates={d: format_hours(tuple(h)) if h else CLOSED for d, h in dates.items()},
+            dst_gap=rule,
             **{day: format_hours(tuple(h)) for day, h in zip(WEEKDAYS, week, strict=True) if h},
         )
         self.calendar = BusinessHoursCalendar(self.spec)
+
+    def hours(self, day: date) -> Hours:
+        """The oracle's own reading of the spec: holiday, else the date's entry, else the week."""
+        if day in self.holidays:
+            return []
+        return self.dates.get(day, self.week[day.weekday()])
 
     def __repr__(self) -> str:
         return (
@@ -226,13 +279,25 @@ def cases(draw: st.DrawFn) -> Case:
         }:
             week[weekday] = draw(dst_day_hours(zone))
         start = change - draw(st.integers(0, span)) * MINUTE
-    first_day = start.astimezone(ZoneInfo(zone)).date()
-    holidays = {
-        first_day + timedelta(days=d)
-        for d in draw(st.lists(st.integers(-1, span // 1440 + 1), max_size=4))
+    tz = ZoneInfo(zone)
+    first_day = start.astimezone(tz).date()
+    near = st.integers(-1, span // 1440 + 1).map(lambda d: first_day + timedelta(days=d))
+    holidays = set(draw(st.lists(near, max_size=4)))
+    # date overrides: half days, extra openings, breaks, closed dates; never on a holiday
+    dates = {
+        day: draw(day_hours(zone))
+        for day in draw(st.lists(near, max_size=5, unique=True))
+        if day not in holidays
     }
+    # and often on the DST change days themselves, with boundaries at the change
+    for t in TRANSITIONS[zone]:
+        if start - DAY <= t <= start + (span + 1440) * MINUTE and draw(st.booleans()):
+            for day in {(t - MINUTE).astimezone(tz).date(), t.astimezone(tz).date()}:
+                if day not in holidays:
+                    dates[day] = draw(dst_day_hours(zone))
+    rule = draw(st.sampled_from(RULES))
     pauses = draw(pause_sets(span))
-    case = Case(zone, week, holidays, start, span, pauses)
+    case = Case(zone, week, holidays, dates, rule, start, span, pauses)
     _label(case)
     return case
 
@@ -242,9 +307,15 @@ def _label(case: Case) -> None:
     zone = ZoneInfo(case.zone)
     if any(case.start <= t <= case.end for t in TRANSITIONS[case.zone]):
         event("the span crosses a DST change")
+    event(f"DST gap rule {case.rule}")
     day, last = case.start.astimezone(zone).date(), case.end.astimezone(zone).date()
+    if any(day <= d <= last for d in case.dates):
+        event("date overrides inside the span")
+    changed = {t.astimezone(zone).date() for t in TRANSITIONS[case.zone]}
+    if any(day <= d <= last and d in changed for d in case.dates):
+        event("a DST change day has a date override")
     while day <= last:
-        for s, e in case.week[day.weekday()]:
+        for s, e in case.hours(day):
             for m in (s, e):
                 wall = datetime.combine(day, datetime.min.time()) + m * MINUTE
                 first = wall.replace(tzinfo=zone)
@@ -262,32 +333,98 @@ def _label(case: Case) -> None:
 
 def oracle_minutes(case: Case, until: datetime) -> Iterator[tuple[datetime, bool]]:
     """Every whole minute u in [case.start, until) that the calendar counts, with whether a
-    pause covers it; stepping through real time while tracking the local wall clock."""
+    pause covers it, by the oracle of the case's DST gap rule."""
+    counts = _jump_oracle(case, until) if case.rule == "jump" else _pep495_oracle(case, until)
+    for u in counts:
+        paused = any(p.start <= u and (p.end is None or u < p.end) for p in case.pauses)
+        yield u, paused
+
+
+def _jump_oracle(case: Case, until: datetime) -> Iterator[datetime]:
+    """v1: step through real time while tracking the furthest local wall-clock reading."""
     zone = ZoneInfo(case.zone)
-    open_minute = [[False] * 1440 for _ in range(7)]
-    for weekday, intervals in enumerate(case.week):
-        for s, e in intervals:
-            for m in range(s, e):
-                open_minute[weekday][m] = True
+    tables: dict[date, list[bool]] = {}
+
+    def open_at(wall: datetime) -> bool:
+        table = tables.get(wall.date())
+        if table is None:
+            table = tables[wall.date()] = [False] * 1440
+            for s, e in case.hours(wall.date()):
+                table[s:e] = [True] * (e - s)
+        return table[wall.hour * 60 + wall.minute]
+
     furthest: datetime | None = None
-    u = case.start - timedelta(days=1)  # a fold is far shorter: the furthest reading is settled
+    u = case.start - DAY  # a fold is far shorter: the furthest reading is settled
     while u < until:
         wall = u.astimezone(zone).replace(tzinfo=None)
         if furthest is None or wall > furthest:
             furthest = wall
-        if (
-            u >= case.start
-            and furthest.date() not in case.holidays
-            and open_minute[furthest.weekday()][furthest.hour * 60 + furthest.minute]
-        ):
-            paused = any(p.start <= u and (p.end is None or u < p.end) for p in case.pauses)
-            yield u, paused
+        if u >= case.start and open_at(furthest):
+            yield u
         u += MINUTE
+
+
+def fold0_instant(zone: ZoneInfo, wall: datetime) -> datetime:
+    """PEP 495 fold=0 from UTC->local conversions alone (at most one offset change within a day
+    of `wall` in the zones under test): the earliest instant that reads `wall`, else (a gap)
+    `wall` read with the offset in force before the change."""
+    as_utc = wall.replace(tzinfo=UTC)
+    before = (as_utc - DAY).astimezone(zone).utcoffset()
+    after = (as_utc + DAY).astimezone(zone).utcoffset()
+    assert before is not None and after is not None
+    reading = [
+        u
+        for u in (as_utc - before, as_utc - after)
+        if u.astimezone(zone).replace(tzinfo=None) == wall
+    ]
+    return min(reading) if reading else as_utc - before
+
+
+def _pep495_oracle(case: Case, until: datetime) -> Iterator[datetime]:
+    """pep495: place every interval of every date near the span, then step through real time
+    and count the minutes that any of them covers."""
+    zone = ZoneInfo(case.zone)
+    origin = case.start - 2 * DAY
+    covered = bytearray((until - origin) // MINUTE + 4 * 1440)
+    day, last = origin.astimezone(zone).date(), until.astimezone(zone).date() + DAY
+    while day <= last:
+        midnight = datetime.combine(day, datetime.min.time())
+        for s, e in case.hours(day):
+            a = fold0_instant(zone, midnight + s * MINUTE)
+            b = fold0_instant(zone, midnight + e * MINUTE)
+            for m in range(max(0, (a - origin) // MINUTE), max(0, (b - origin) // MINUTE)):
+                covered[m] = 1
+        day += DAY
+    u = case.start
+    while u < until:
+        if covered[(u - origin) // MINUTE]:
+            yield u
+        u += MINUTE
+
+
+def test_the_fold0_oracle_reads_gaps_and_folds_as_pep495_says() -> None:
+    """The pep495 oracle's own check, on the issue's cases and against zoneinfo."""
+    la, berlin = ZoneInfo("America/Los_Angeles"), ZoneInfo("Europe/Berlin")
+    gap = datetime(2014, 3, 9, 2, 30)  # Los Angeles jumps 02:00 PST -> 03:00 PDT
+    assert fold0_instant(la, gap) == datetime(2014, 3, 9, 10, 30, tzinfo=UTC)  # 03:30 PDT
+    assert fold0_instant(berlin, datetime(2026, 3, 29, 2, 30)) == datetime(
+        2026, 3, 29, 1, 30, tzinfo=UTC
+    )  # 03:30 CEST
+    fold = datetime(2026, 10, 25, 2, 30)  # Berlin repeats 02:00-03:00: the first, in CEST
+    assert fold0_instant(berlin, fold) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    for zone in DST_ZONES:
+        tz = ZoneInfo(zone)
+        for t in TRANSITIONS[zone]:
+            for minutes in range(-90, 91, 15):
+                local = (t + minutes * MINUTE).astimezone(tz).replace(tzinfo=None, fold=0)
+                for wall in (local, local + 7 * MINUTE):
+                    assert fold0_instant(tz, wall) == wall.replace(tzinfo=tz).astimezone(UTC)
 
 
 # --- properties ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the minute oracles: a minute of CPU between them
 @settings(max_examples=ORACLE_EXAMPLES, deadline=None, derandomize=True)
 @given(case=cases())
 def test_active_between_matches_the_minute_oracle(case: Case) -> None:
@@ -302,6 +439,7 @@ def test_active_between_matches_the_minute_oracle(case: Case) -> None:
     assert case.calendar.active_between(case.end, case.start) == timedelta(0)
 
 
+@pytest.mark.slow  # the minute oracles: a minute of CPU between them
 @settings(max_examples=ORACLE_EXAMPLES, deadline=None, derandomize=True)
 @given(case=cases(), data=st.data())
 def test_add_active_matches_the_minute_oracle(case: Case, data: st.DataObject) -> None:
@@ -334,6 +472,40 @@ def test_add_active_matches_the_minute_oracle(case: Case, data: st.DataObject) -
         assert case.calendar.add_active(case.start, k * MINUTE) == plain[k - 1] + MINUTE
 
 
+def _union(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(case=cases())
+def test_the_two_gap_rules_differ_only_on_dates_with_a_boundary_in_a_gap(case: Case) -> None:
+    """Tickets keep v1's rule unless a boundary falls into a spring-forward gap: everywhere
+    else both rules open the very same stretches."""
+    other: DstGapRule = "jump" if case.rule == "pep495" else "pep495"
+    twin = BusinessHoursCalendar(case.spec.model_copy(update={"dst_gap": other}))
+    zone = ZoneInfo(case.zone)
+    day = case.start.astimezone(zone).date() - DAY
+    while day <= case.end.astimezone(zone).date() + DAY:
+        midnight = datetime.combine(day, datetime.min.time())
+        walls = [midnight + m * MINUTE for interval in case.hours(day) for m in interval]
+        in_gap = any(
+            w.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) != w
+            for w in walls
+        )
+        if in_gap:
+            event("a date with a boundary in a gap")
+        else:
+            mine, theirs = case.calendar.open_intervals(day), twin.open_intervals(day)
+            assert _union(mine) == _union(theirs), day
+        day += DAY
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(case=cases(), data=st.data())
 def test_add_active_and_active_between_agree_to_the_second(case: Case, data: st.DataObject) -> None:
@@ -355,10 +527,16 @@ def test_add_active_and_active_between_agree_to_the_second(case: Case, data: st.
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
-@given(zone=st.sampled_from(ZONES), data=st.data())
-def test_a_calendar_open_all_week_counts_every_real_second(zone: str, data: st.DataObject) -> None:
-    """00:00-24:00 every day: in any zone and across any DST change, business time is real time."""
-    spec = CalendarSpec(name="always-open", timezone=zone, **dict.fromkeys(WEEKDAYS, "00:00-24:00"))
+@given(zone=st.sampled_from(ZONES), rule=st.sampled_from(RULES), data=st.data())
+def test_a_calendar_open_all_week_counts_every_real_second(
+    zone: str, rule: DstGapRule, data: st.DataObject
+) -> None:
+    """00:00-24:00 every day: in any zone and across any DST change, business time is real time,
+    under either gap rule."""
+    spec = CalendarSpec.model_validate(
+        {"name": "always-open", "timezone": zone, "dst_gap": rule}
+        | dict.fromkeys(WEEKDAYS, "00:00-24:00")
+    )
     cal = BusinessHoursCalendar(spec)
     start = data.draw(instants(zone)) + data.draw(st.integers(0, 59)) * SECOND
     length = data.draw(st.integers(0, 20 * 86400)) * SECOND

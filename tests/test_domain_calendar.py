@@ -1,4 +1,5 @@
-"""Active time (CONTRACT.md rule 8): pauses cut out of the calendar's time, checked against oracles.
+"""Active time (docs/contract.md#escalation-rules, rule 8): pauses cut out of the calendar's
+time, checked against oracles.
 
 Pause sets are ordered and non-overlapping (they may touch, may be empty stretches, and the last
 may still be running), exactly what a ticket's `pending`/`resolved` stretches look like.
@@ -7,6 +8,7 @@ may still be running), exactly what a ticket's `pending`/`resolved` stretches lo
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import pytest
 from hypothesis import given, settings
@@ -228,14 +230,16 @@ holidays = ["2026-12-25"]
 
 def _first_response_due_opening_at(opened_at: datetime) -> datetime | None:
     policy = parse_policies(OFFICE_FILE, "office.toml")["office"]
-    ticket = OpenTicket(ticket_id="T-1", subject="s", customer_id="c", priority="urgent")
+    ticket = OpenTicket.model_validate(
+        {"ticket_id": "T-1", "subject": "s", "customer_id": "c", "priority": "urgent"}
+    )
     (opened,) = decide(None, Open(ticket=ticket, policy=policy), opened_at)
     state = evolve(
         None,
         DomainEvent(
             ticket_id="T-1",
             seq=1,
-            event_id="00000000-0000-0000-0000-000000000001",
+            event_id=UUID(int=1),
             event_type="TicketOpened",
             payload=opened.model_dump(mode="json"),
             occurred_at=opened_at,

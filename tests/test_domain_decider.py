@@ -1,4 +1,4 @@
-"""The decider, rule by rule (CONTRACT.md "Actions", "Escalation rules", "Queries").
+"""The decider, rule by rule (docs/contract.md#actions, #escalation-rules, #queries).
 
 Pure: no Temporal, no clock. A `Story` opens a ticket, sends actions and ticks at chosen instants;
 every decided payload is stamped into a `DomainEvent` envelope (seq, uuid, occurred_at=now),
@@ -26,6 +26,7 @@ from domain.state import (
     evolve,
     first_response_due,
     next_deadline,
+    reminded,
     renotify_due,
     resolution_due,
     tier_due,
@@ -58,7 +59,7 @@ class Story:
             ticket_id=ticket_id,
             subject="Refund not received",
             customer_id="acme",
-            priority=priority,  # type: ignore[arg-type]
+            priority=priority,
             category="billing",
         )
         self.record(decide(None, Open(ticket=ticket, policy=policy), opened_at), opened_at)
@@ -390,16 +391,16 @@ def test_resolution_breach_at_top_tier_renotifies_every_renotify_every() -> None
     story.act("respond", at(minutes=1), agent_id="ann")
     story.run_until(at(hours=4))
     assert story.s.at_top_tier
-    assert renotify_due(story.s, None) == at(hours=5)
-    assert renotify_due(story.s, at(hours=5)) == at(hours=6)
+    assert renotify_due(story.s) == at(hours=5)
+    assert renotify_due(reminded(story.s, at(hours=5))) == at(hours=6)
     # paused while pending, counted in active time after the reply
     story.act("await_customer", at(hours=4, minutes=30), agent_id="ann")
-    assert renotify_due(story.s, None) is None
+    assert renotify_due(story.s) is None
     story.act("customer_replied", at(hours=5, minutes=30))
-    assert renotify_due(story.s, None) == at(hours=6)
+    assert renotify_due(story.s) == at(hours=6)
     # until resolved
     story.act("resolve", at(hours=5, minutes=45), agent_id="ann", resolution="done")
-    assert renotify_due(story.s, None) is None
+    assert renotify_due(story.s) is None
 
 
 def test_no_renotify_below_the_top_tier_and_from_tier_entry_once_at_top() -> None:
@@ -410,15 +411,15 @@ def test_no_renotify_below_the_top_tier_and_from_tier_entry_once_at_top() -> Non
     story.act("respond", at(minutes=1), agent_id="ann")
     story.run_until(at(hours=4))
     assert [(b.metric, b.tier) for b in story.s.breaches] == [("resolution", "L1")]
-    assert renotify_due(story.s, None) is None  # breached, but not at the top tier
+    assert renotify_due(story.s) is None  # breached, but not at the top tier
     story.act(
         "request_escalation", at(hours=4, minutes=30), agent_id="ann", reason="r", to_tier="L3"
     )
-    assert renotify_due(story.s, None) == at(hours=5, minutes=30)
+    assert renotify_due(story.s) == at(hours=5, minutes=30)
     fresh = Story("urgent")
     fresh.act("respond", at(minutes=1), agent_id="ann")
     fresh.act("request_escalation", at(minutes=2), agent_id="ann", reason="r", to_tier="L3")
-    assert renotify_due(fresh.s, None) is None  # at the top tier, but not breached
+    assert renotify_due(fresh.s) is None  # at the top tier, but not breached
 
 
 # ================================================================================================
@@ -598,7 +599,7 @@ def test_await_customer_freezes_every_clock_until_the_customer_replies() -> None
     story.act("customer_replied", at(hours=3), message="#123")
     assert story.s.status == "open"
     assert view(story.s).sla.paused is False
-    shifted = tuple(d + timedelta(hours=2) for d in before)  # type: ignore[operator]
+    shifted = tuple(d + timedelta(hours=2) for d in before if d is not None)
     assert (first_response_due(story.s), resolution_due(story.s), tier_due(story.s)) == shifted
     sla = view(story.s).sla
     assert (sla.first_response_due, sla.resolution_due, sla.tier_due) == shifted
@@ -853,6 +854,8 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     "resolve": {"agent_id": "ann", "resolution": "done"},
     "reopen": {"agent_id": "ann"},
     "close": {"agent_id": "ann"},
+    "transfer": {"agent_id": "ann", "path": "default", "to_tier": "L2", "reason": "x"},
+    "acknowledge": {"agent_id": "ann"},
 }
 VERBS = {
     "assign": "assign",
@@ -864,6 +867,8 @@ VERBS = {
     "resolve": "resolve",
     "reopen": "reopen",
     "close": "close",
+    "transfer": "transfer",
+    "acknowledge": "acknowledge",
 }
 
 
@@ -1012,6 +1017,17 @@ def test_view_has_exactly_the_contract_fields() -> None:
         "version",
         "sla",
         "escalations",
+        "path",
+        "tiers",
+        "assignment",
+    }
+    assert set(data["assignment"]) == {
+        "mode",
+        "assignee",
+        "assigned_at",
+        "ack_due",
+        "acknowledged_at",
+        "timeouts",
     }
     assert set(data["sla"]) == {
         "first_response_due",
@@ -1146,7 +1162,8 @@ def test_deadlines_fire_exactly_and_state_stays_consistent(
     for esc in s.escalations:
         assert ladder.index(esc.to_tier) > ladder.index(esc.from_tier)
     for metric in ("first_response", "resolution"):
-        assert sum(1 for e in story.of_type(ev.SlaWarning) if e.metric == metric) <= 1  # type: ignore[attr-defined]
+        warnings = [e for e in story.of_type(ev.SlaWarning) if isinstance(e, ev.SlaWarning)]
+        assert sum(1 for e in warnings if e.metric == metric) <= 1
     # the state folded from the stored events equals the state built step by step
     replayed: TicketState | None = None
     for event in story.events:

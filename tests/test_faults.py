@@ -54,6 +54,7 @@ async def rows() -> AsyncIterator[dict[str, Row]]:
             shutil.rmtree(ctx.root, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["crash", "db", "temporal"])
 async def test_nothing_lost_or_doubled(rows: dict[str, Row], scenario: str) -> None:
     row = rows[scenario]

@@ -43,6 +43,7 @@ async def test_carried_state_round_trips_through_json(rig: TicketRig) -> None:
 
 
 @pytest.mark.devserver
+@pytest.mark.slow
 async def test_a_long_ticket_continues_as_new_and_loses_nothing(
     dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,7 +100,7 @@ async def test_clocks_and_request_ids_survive_continue_as_new(
     after = await h.query("state", result_type=TicketView)
     assert after.tier == "L2"
     assert [(b.metric, b.due_at) for b in after.sla.breaches] == [("first_response", due)]
-    stored = await read_ticket(rig.pool, tid)
-    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
-    assert [e.event_type for e in stored].count("TicketEscalated") == 1
+    stored_rows = await read_ticket(rig.pool, tid)
+    assert [e.seq for e in stored_rows] == list(range(1, len(stored_rows) + 1))
+    assert [e.event_type for e in stored_rows].count("TicketEscalated") == 1
     assert await stored_view(rig, tid) == after

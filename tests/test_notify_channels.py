@@ -29,7 +29,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.delivery import slack_body, verify, webhook_body
 from activities.event_store import EventStoreActivities
 from domain import events as ev
-from domain.channels import ChannelConfig, ChannelError, load_channels, parse_channels
+from domain.channels import ChannelConfig, ChannelError, parse_channels
 from domain.notifications import Notification
 from domain.policy import BUILTIN_POLICIES
 from runtime import metrics
@@ -103,7 +103,6 @@ def test_no_routes_no_delivery_and_no_file_is_no_channels() -> None:
     config = parse_channels('[channels.a]\ntype = "slack"\nurl = "https://x.example"\n')
     assert not config.configured
     assert config.route("default", "L1", "breach") == []
-    assert not load_channels(None).configured
     assert names(parse_channels("[notify.default]\nL2 = []\n"), "default", "L1", "breach") == []
 
 
@@ -188,7 +187,7 @@ def notice(ticket_id: str = "T-1", kind: str = "breach", tier: str = "L2") -> No
     return Notification(
         notification_id=f"{uuid.uuid4()}:{kind}",
         ticket_id=ticket_id,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         tier=tier,
         subject="Refund <not> received",
         message="resolution SLA breached (was due 2026-11-27 10:00:00+00:00)",

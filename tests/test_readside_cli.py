@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
 
 import readside
 from reports.timeline import compare, timeline
@@ -33,12 +34,12 @@ async def db(pg_dsn: str, db_pool: asyncpg.Pool) -> AsyncIterator[tuple[asyncpg.
         yield made
 
 
-async def cli(pool: asyncpg.Pool, *argv: str, **kw: object) -> tuple[int, str, str]:
+async def cli(pool: asyncpg.Pool, *argv: str, client: Client | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    args = readside._parser().parse_args(list(argv))
+    args = readside.build_parser().parse_args(list(argv))
     code = await readside.run(
-        args, pool, settings=Settings(), out=out, err=err, now=lambda: NOW, **kw
-    )  # type: ignore[arg-type]
+        args, pool, settings=Settings(), client=client, out=out, err=err, now=lambda: NOW
+    )
     return code, out.getvalue(), err.getvalue()
 
 
@@ -54,7 +55,7 @@ async def test_report_catches_up_and_writes_text_and_html(
     assert "all tickets       20" in out  # the projector caught up first
     assert f"wrote {html}" in out
     page = html.read_text()
-    assert page.count("<svg") == 7 and "<script" not in page
+    assert page.count("<svg") == 8 and "<script" not in page  # by path since v2
     # A range that holds no ticket, and a relative one that holds them all.
     code, out, _ = await cli(pool, "report", "--until", "2026-11-01")
     assert "all tickets        0" in out
@@ -236,3 +237,13 @@ async def test_the_command_runs_the_report_and_the_projector(
     assert done.returncode == 0, done.stderr
     assert "all tickets       12" in done.stdout and html.exists()
     assert len(await read_ticket(pool, tales[0].ticket_id)) == len(tales[0].events)
+
+
+async def test_report_into_a_path_that_cannot_be_written_is_one_line_not_a_traceback(
+    db: tuple[asyncpg.Pool, str], tmp_path: Path
+) -> None:
+    pool, _ = db
+    target = tmp_path / "nonexistent" / "x.html"
+    code, _, err = await cli(pool, "report", "--html", str(target))
+    assert code == 2
+    assert err == f"readside report: cannot write {target}: No such file or directory\n"

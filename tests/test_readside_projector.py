@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -154,49 +155,157 @@ def crashing_after(batches: int) -> Any:
     return apply
 
 
+async def batches_after(pool: asyncpg.Pool, position: int, size: int) -> list[list[Any]]:
+    """The batches a lone projector at `position` takes: each a list of (global_position,
+    ticket_id, seq, is an escalation)."""
+    rows = await pool.fetch(
+        "SELECT global_position, ticket_id, seq, event_type = 'TicketEscalated' AS esc"
+        " FROM ticket_events WHERE global_position > $1 ORDER BY global_position",
+        position,
+    )
+    found = [tuple(r) for r in rows]
+    return [found[i : i + size] for i in range(0, len(found), size)]
+
+
+async def escalations_up_to(pool: asyncpg.Pool, position: int) -> list[tuple[str, int]]:
+    """(ticket_id, seq) of every TicketEscalated at or below `position`, the rows the
+    `escalations` table must hold once the checkpoint is there."""
+    rows = await pool.fetch(
+        "SELECT ticket_id, seq FROM ticket_events WHERE event_type = 'TicketEscalated'"
+        " AND global_position <= $1 ORDER BY ticket_id, seq",
+        position,
+    )
+    return [(r["ticket_id"], r["seq"]) for r in rows]
+
+
+async def escalation_keys(pool: asyncpg.Pool) -> list[tuple[str, int]]:
+    return [(r["ticket_id"], r["seq"]) for r in await escalations_table(pool)]
+
+
+@pytest.mark.parametrize("holds_escalation", [True, False], ids=["escalation", "tickets-only"])
 async def test_crash_inside_a_batch_then_restart_applies_each_event_once(
-    db: tuple[asyncpg.Pool, str],
+    db: tuple[asyncpg.Pool, str], holds_escalation: bool
 ) -> None:
+    """The crashed batch's rows were written (then rolled back with its checkpoint). Ticket rows
+    are upserts and would hide a batch applied twice; `escalations` rows are inserts and do not,
+    so one case crashes in a batch that holds an escalation."""
     pool, _ = db
     await seed(pool, 12)
     total, escalated = await log_size(pool)
-    apply = crashing_after(3)
+    batches = await batches_after(pool, 0, 5)
+    crash_at = next(
+        i for i, b in enumerate(batches) if i > 0 and any(e[3] for e in b) == holds_escalation
+    )
+    apply = crashing_after(crash_at)
     with pytest.raises(Crash):
         while await project_batch(pool, batch_size=5, apply=apply):
             pass
     cp = await checkpoint(pool)
-    third = await pool.fetchval(
-        "SELECT global_position FROM ticket_events ORDER BY global_position OFFSET 14 LIMIT 1"
-    )
-    assert (cp.position, cp.events) == (third, 15)  # three batches of 5; the 4th rolled back
+    before = batches[crash_at - 1][-1][0]  # the last position of the batch before the crash
+    assert (cp.position, cp.events) == (before, 5 * crash_at)  # the crashed batch rolled back
+    # Nothing of the crashed batch is in the read model: no escalation row, no newer ticket row.
+    assert await escalation_keys(pool) == await escalations_up_to(pool, before)
+    assert max(r["last_position"] for r in (await tickets_table(pool)).values()) <= before
     # Restart: a fresh projector carries on from the checkpoint.
-    assert await catch_up(pool, batch_size=5) == total - 15
+    assert await catch_up(pool, batch_size=5) == total - 5 * crash_at
     cp = await checkpoint(pool)
     assert cp.events == total  # no event counted twice
+    assert await escalation_keys(pool) == await escalations_up_to(pool, cp.position)
     assert len(await escalations_table(pool)) == escalated
     assert await check(pool) == []
 
 
+class Pause:
+    """An `apply` that stops batch number `at` (of this projector run) for good, `before` or
+    after it wrote its rows, and says so: the test kills the projector there."""
+
+    def __init__(self, at: int, *, before: bool) -> None:
+        self.at, self.before = at, before
+        self.batches = 0
+        self.reached = asyncio.Event()
+
+    async def __call__(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[StoredEvent],
+        cache: projections.FoldCache | None,
+    ) -> None:
+        self.batches += 1
+        paused = self.batches == self.at
+        if paused and self.before:
+            self.reached.set()
+            await asyncio.Future()  # until cancelled
+        await projections.apply_events(conn, events, cache)
+        if paused:
+            self.reached.set()
+            await asyncio.Future()
+
+
+async def _waits_on_a_row_lock(pool: asyncpg.Pool) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+        )
+    )
+
+
 async def test_killed_projector_task_then_restart_applies_each_event_once(
-    db: tuple[asyncpg.Pool, str],
+    db: tuple[asyncpg.Pool, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Kill = cancel the running projector at an arbitrary await, mid-batch or between."""
+    """Kill = cancel the running projector task, at three points reached by events, not by
+    time: after a batch wrote its rows (escalations among them), at the start of a batch, and
+    while it waits for the checkpoint row another transaction holds. Each kill leaves the
+    checkpoint and the read model at the end of the last committed batch."""
     pool, _ = db
     await seed(pool, 20)
     total, escalated = await log_size(pool)
-    for delay in (0.0, 0.005, 0.02):
+    original = projections.project_batch
+
+    async def kill(pause: Pause) -> None:
+        monkeypatch.setattr(projections, "project_batch", partial(original, apply=pause))
         stop = asyncio.Event()
         task = asyncio.create_task(
             projections.run_projector(pool, stop, batch_size=3, poll_interval=0.01)
         )
-        await asyncio.sleep(delay)
+        await asyncio.wait_for(pause.reached.wait(), 30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        monkeypatch.setattr(projections, "project_batch", original)
+
+    for before in (False, True):
+        start = (await checkpoint(pool)).position
+        batches = await batches_after(pool, start, 3)
+        # The second batch from here that holds an escalation, so one batch commits first.
+        at = [i for i, b in enumerate(batches) if any(e[3] for e in b)][1]
+        await kill(Pause(at + 1, before=before))
         cp = await checkpoint(pool)
+        assert cp.position == batches[at - 1][-1][0]
         assert cp.events == await pool.fetchval(
             "SELECT count(*) FROM ticket_events WHERE global_position <= $1", cp.position
         )
+        assert await escalation_keys(pool) == await escalations_up_to(pool, cp.position)
+        assert await check(pool) == []
+
+    # Third: killed while queued on the checkpoint row, which this transaction holds.
+    at_rest = await checkpoint(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM projection_checkpoints WHERE name = 'tickets' FOR UPDATE"
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(projections.run_projector(pool, stop, batch_size=3))
+
+        async def queued() -> None:
+            while not task.done() and not await _waits_on_a_row_lock(pool):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(queued(), 30)  # fails, not hangs, if it never queues
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await checkpoint(pool) == at_rest
+
     await catch_up(pool, batch_size=3)
     assert (await checkpoint(pool)).events == total
     assert len(await escalations_table(pool)) == escalated

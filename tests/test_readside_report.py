@@ -39,7 +39,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from reports.render import render_html, render_text
+from reports.render import render_html, render_text, time_unit
 from reports.sla import Escalation, Report, Ticket, build_report, fmt_duration
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
@@ -89,7 +89,8 @@ def fixture() -> tuple[list[Ticket], list[Escalation]]:
         elif status == "resolved":
             resolved_at = done
         elif status == "closed":
-            resolved_at, closed_at = done, done + timedelta(hours=72)  # type: ignore[operator]
+            assert done is not None
+            resolved_at, closed_at = done, done + timedelta(hours=72)
         triggers = trig.split()
         tickets.append(
             Ticket(
@@ -204,6 +205,7 @@ def test_escalations_by_trigger_count_only_the_range(report: Report) -> None:
         "first_response_breach": 3,
         "tier_timeout": 4,
         "agent_request": 3,
+        "ack_timeout": 0,
     }
 
 
@@ -313,13 +315,14 @@ def test_html_report_is_self_contained_with_the_right_charts(report: Report) -> 
     assert set(parser.charts) == {
         "sla-by-priority",
         "sla-by-tier",
+        "sla-by-path",
         "sla-by-category",
         "sla-by-customer",
         "time-by-priority",
         "escalations-by-trigger",
         "backlog-by-tier",
     }
-    assert parser.tables == 6  # overall, four dimensions, backlog
+    assert parser.tables == 7  # overall, five dimensions (path since v2), backlog
 
     by_priority = parser.charts["sla-by-priority"]
     assert {p: by_priority[("first response", p)] for p in ("urgent", "high", "normal", "low")} == {
@@ -348,6 +351,7 @@ def test_html_report_is_self_contained_with_the_right_charts(report: Report) -> 
         ("escalations", "first_response_breach"): 3,
         ("escalations", "tier_timeout"): 4,
         ("escalations", "agent_request"): 3,
+        ("escalations", "ack_timeout"): 0,
     }
     assert parser.charts["backlog-by-tier"] == {
         (bucket, tier): count
@@ -371,3 +375,18 @@ def test_html_report_is_self_contained_with_the_right_charts(report: Report) -> 
     # The figures are also written on the page for the reader, not only in attributes.
     assert "<title>urgent · first response: 60%</title>" in page
     assert "8 of 24 tickets escalated (33.3%), 10 escalations in all" in page
+
+
+@pytest.mark.parametrize(
+    ("largest", "unit"),
+    [
+        (timedelta(seconds=40), "s"),
+        (timedelta(minutes=12), "min"),
+        (timedelta(hours=80), "h"),
+        (timedelta(days=12), "d"),
+    ],
+)
+def test_time_chart_unit_follows_the_data(largest: timedelta, unit: str) -> None:
+    """Demo tickets answered in seconds drew as `0h` in an hours-only chart."""
+    assert time_unit([None, timedelta(seconds=1), largest])[0] == unit
+    assert time_unit([None])[0] == "s"

@@ -3,7 +3,8 @@ whose commands change order is caught by the same Replayer.
 
 tests/histories/*.json are recorded by tests/histories/record.py from today's workflow;
 tests/histories/release-0.1/ are the same scenarios as the first release recorded them, before
-the RELEASE_0_2 patch: tickets started then must go on replaying after an upgrade.
+the RELEASE_0_2 patch, and tests/histories/release-0.2/ as release 0.2 recorded them, before
+the TEAMS patch: tickets started then must go on replaying after an upgrade.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from temporalio.workflow import NondeterminismError
 
 import workflows.history_budget as history_budget
 from domain.view import TicketView
-from workflows.ticket import NO_PAYLOAD, RELEASE_0_2, Carried, TicketWorkflow
+from workflows.ticket import (
+    INBOX,
+    NO_PAYLOAD,
+    RELEASE_0_2,
+    STORE_AT_OPEN,
+    TEAMS,
+    Carried,
+    TicketWorkflow,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,8 +39,9 @@ HERE = Path(__file__).parent / "histories"
 CAN_BUDGET = 60  # history events per run in the recorded continue_as_new scenario
 CURRENT = sorted(HERE.glob("*.json"))
 RELEASE_0_1 = sorted((HERE / "release-0.1").glob("*.json"))
-CONTINUED = [p for p in CURRENT if p.stem.startswith("continue_as_new")]
-HISTORIES = [p for p in CURRENT if p not in CONTINUED] + RELEASE_0_1
+RELEASE_0_2_FILES = sorted((HERE / "release-0.2").glob("*.json"))
+CONTINUED = [p for p in CURRENT + RELEASE_0_2_FILES if p.stem.startswith("continue_as_new")]
+HISTORIES = [p for p in CURRENT + RELEASE_0_2_FILES if p not in CONTINUED] + RELEASE_0_1
 SCENARIOS = {
     "first_response_breach",
     "tier_timeout_chain",
@@ -48,6 +58,14 @@ SCENARIOS = {
     "business_hours",
     "rejected_updates",
     "authorization",
+}
+# Scenarios added after the first release: only today's workflow recorded them.
+SINCE_0_2 = {"business_hours_dates", "hostile_payloads", "reset_resume", "principals"}
+TEAM_SCENARIOS = {
+    "teams_ack_chain",
+    "teams_transfer",
+    "teams_unavailable",
+    "teams_business_hours",
 }
 
 
@@ -79,8 +97,8 @@ def scenario_names(paths: list[Path]) -> set[str]:
 
 
 async def test_every_scenario_has_a_committed_history_from_each_release() -> None:
-    # Recorded after release 0.1 only: continue_as_new, principals (docs/api.md).
-    assert scenario_names(CURRENT) == SCENARIOS | {"continue_as_new", "principals"}
+    assert scenario_names(CURRENT) == SCENARIOS | SINCE_0_2 | TEAM_SCENARIOS | {"continue_as_new"}
+    assert scenario_names(RELEASE_0_2_FILES) == SCENARIOS | {"continue_as_new"}
     assert scenario_names(RELEASE_0_1) == SCENARIOS
 
 
@@ -99,9 +117,15 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the RELEASE_0_2 patch marker, the first release's do not:
-    both replay (above), so the old path is still there for tickets started before."""
-    assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in CURRENT)
+    """Today's recordings carry the RELEASE_0_2, TEAMS and INBOX patch markers (and STORE_AT_OPEN
+    where the run opened a ticket: not a continued run, not a refused input), release 0.2's
+    only the first, the first release's none: all replay (above), so the old paths are still
+    there for tickets started before."""
+    markers = [patch_markers(load(p)) for p in CURRENT]
+    today = {RELEASE_0_2, TEAMS, INBOX}
+    assert all(today <= m <= today | {STORE_AT_OPEN} for m in markers)
+    assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)
+    assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
 
 
@@ -151,6 +175,8 @@ async def test_continued_runs_replay_with_the_budget_they_were_recorded_with(
         "close_by_agent",
         "first_response_breach",
         "authorization-1",
+        "teams_ack_chain",
+        "release-0.2/close_by_agent",
         "release-0.1/close_by_agent",
         "release-0.1/authorization-1",
     ],

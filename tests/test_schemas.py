@@ -56,3 +56,14 @@ def test_check_lists_drifted_files_and_write_fixes_them(tmp_path: Path, capsys) 
     assert "events/Gone.json (no longer generated)" in err
     assert schemas.main(["--dir", str(tmp_path)]) == 0
     assert schemas.main(["--check", "--dir", str(tmp_path)]) == 0
+
+
+def test_schemas_describe_paths_and_assignment() -> None:
+    generated = schemas.generate()
+    assert set(generated["actions/transfer.json"]["required"]) == {"agent_id", "path", "reason"}
+    assert generated["actions/acknowledge.json"]["required"] == ["agent_id"]
+    assert "path" in generated["open_ticket.json"]["properties"]
+    view = generated["ticket_view.json"]
+    assert {"path", "tiers", "assignment"} <= set(view["properties"])
+    assigned = generated["events/TicketAssigned.json"]["properties"]["trigger"]
+    assert assigned["enum"] == ["agent", "auto"] and assigned["default"] == "agent"

@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from runtime.config import PROJECT_ROOT
 from runtime.setup import SetupError, main, redact_dsn, register_search_attributes
-from tests.conftest import _bin
+from tests.conftest import venv_binary
 from workflows.search_attributes import CLI_TYPES
 
 FRESH = "fresh"
@@ -42,7 +42,7 @@ async def run_setup(argv: list[str], **kw: Any) -> tuple[int, str, str]:
 async def bare_env() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server whose namespaces know none of our attributes (`default` plus two more)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_bin("temporal"),
+        dev_server_existing_path=venv_binary("temporal"),
         dev_server_extra_args=["--namespace", FRESH, "--namespace", CLASHING],
         ui=False,
     )
@@ -79,6 +79,7 @@ async def test_a_fresh_namespace_gets_every_attribute_once(bare_env: WorkflowEnv
     assert after["TicketTier"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     assert after["SlaBreached"] == IndexedValueType.INDEXED_VALUE_TYPE_BOOL
     assert after["TicketSlaDue"] == IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
+    assert after["TicketPath"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD  # v2
     assert set(CLI_TYPES) <= set(after)
 
     again = await register_search_attributes(bare_env.client, FRESH)
@@ -140,7 +141,9 @@ class FakeOperator:
     async def list_search_attributes(self, req: ListSearchAttributesRequest) -> Any:
         if self.list_fails:
             raise self.list_fails
-        return ListSearchAttributesResponse(custom_attributes=self.existing)
+        return ListSearchAttributesResponse(
+            custom_attributes={k: IndexedValueType.ValueType(v) for k, v in self.existing.items()}
+        )
 
     async def add_search_attributes(self, req: AddSearchAttributesRequest) -> Any:
         if self.add_fails:

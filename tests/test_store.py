@@ -24,8 +24,9 @@ from activities.event_store import AppendBatch, EventStoreActivities
 from domain.events import DomainEvent
 from domain.notifications import Notification
 from runtime.config import Settings
+from runtime.database import embedded_database_url, resolve_database_url
 from store import event_store
-from store.connection import create_pool, embedded_database_url, resolve_database_url
+from store.connection import create_pool
 from store.errors import EventConflict, SeqGap
 from store.event_store import AppendResult, append_events, read_after, read_ticket
 from store.notifications import record_notification
@@ -429,6 +430,83 @@ async def test_store_race_without_the_lock_loses_events(
     assert seen == [max(final)]  # B's higher position seen first; A's lower one skipped
 
 
+# --- two writers at one seq ------------------------------------------------------------------
+
+
+async def _waits_on_a_lock(pool: asyncpg.Pool) -> bool:
+    """Some session is queued on a lock: the append lock, or a row another transaction inserted
+    into the unique index and has not committed yet."""
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_locks"
+            " WHERE locktype IN ('advisory', 'transactionid') AND NOT granted"
+        )
+    )
+
+
+async def _two_writers_at_one_seq(
+    pg_dsn: str, pool: asyncpg.Pool, b_seqs: Sequence[int]
+) -> tuple[str, list[DomainEvent], list[DomainEvent], bool, AppendResult | BaseException]:
+    """A appends seq 1 of a ticket and holds its transaction open; B appends other events at
+    seq 1 (and on) meanwhile, after its checks have found the seq free; then A commits.
+
+    Returns the ticket, A's and B's events, whether B was queued when A committed, and what
+    B's append returned or raised."""
+    tid = new_ticket()
+    a_events, b_events = make_events(tid, [1]), make_events(tid, b_seqs)
+    conn_a = await asyncpg.connect(pg_dsn)
+    try:
+        tx_a = conn_a.transaction()
+        await tx_a.start()
+        assert await append_events(conn_a, a_events) == AppendResult(inserted=1, already_present=0)
+        task_b = asyncio.create_task(append_events(pool, b_events))
+        # The state lives in the server: poll pg_locks until B is queued (or already done).
+        while not task_b.done() and not await _waits_on_a_lock(pool):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        b_waited = not task_b.done()
+        await tx_a.commit()
+        (outcome,) = await asyncio.gather(task_b, return_exceptions=True)
+    finally:
+        await conn_a.close()
+    return tid, a_events, b_events, b_waited, outcome
+
+
+@pytest.mark.parametrize("b_seqs", [[1], [1, 2]], ids=["same-seq", "same-seq-and-the-next"])
+async def test_store_a_writer_that_lost_the_race_for_a_seq_is_refused_not_told_ok(
+    pg_dsn: str, db_pool: asyncpg.Pool, b_seqs: list[int]
+) -> None:
+    """B's checks pass before A commits, so only the function's last step can see that the row
+    at seq 1 is A's, not B's: B is rolled back (and never told its event is stored), and its
+    retry names the conflict."""
+    tid, a_events, b_events, b_waited, outcome = await _two_writers_at_one_seq(
+        pg_dsn, db_pool, b_seqs
+    )
+    assert b_waited, "B must be queued behind A's open transaction"
+    assert isinstance(outcome, asyncpg.SerializationError), outcome
+    assert f"ticket {tid}: another append raced this one" in str(outcome)
+    assert await stored(db_pool, tid) == as_json(a_events)  # nothing of B, not even seq 2
+    with pytest.raises(EventConflict) as err:
+        await append_events(db_pool, b_events)  # the retry the activity's retry policy makes
+    message = str(err.value)
+    assert f"ticket {tid} seq 1" in message
+    assert str(a_events[0].event_id) in message and str(b_events[0].event_id) in message
+
+
+async def test_store_without_the_append_lock_the_unique_seq_still_keeps_one_event_per_seq(
+    pg_dsn: str, db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no position lock to queue on, B's insert waits on A's uncommitted row in the
+    (ticket_id, seq) index, then finds the seq taken: one event at seq 1, B refused."""
+    monkeypatch.setattr(event_store, "POSITION_LOCK", None)
+    tid, a_events, _, b_waited, outcome = await _two_writers_at_one_seq(pg_dsn, db_pool, [1])
+    assert b_waited, "B must be queued on A's row at (ticket, seq 1)"
+    assert isinstance(outcome, asyncpg.SerializationError), outcome
+    rows = await db_pool.fetch(
+        "SELECT seq, event_id FROM ticket_events WHERE ticket_id = $1 ORDER BY seq", tid
+    )
+    assert [(r["seq"], r["event_id"]) for r in rows] == [(1, a_events[0].event_id)]
+
+
 # --- notifications ---------------------------------------------------------------------------
 
 
@@ -524,3 +602,24 @@ async def test_activities_store_notify_is_idempotent(db_pool: asyncpg.Pool) -> N
         "SELECT count(*) FROM notifications WHERE notification_id = $1", n.notification_id
     )
     assert count == 1
+
+
+# --- the mutation check (bench/mutations.py) --------------------------------------------------
+
+
+def test_every_mutation_of_bench_mutations_still_finds_its_target() -> None:
+    """The full mutation run is not part of the suite; this keeps its list in step with the
+    code: a target text that moved or changed would silently mutate nothing."""
+    from bench.mutations import MUTATIONS, ROOT, SELF_CHECK, target_problems
+
+    # The tool leaves this test out of its runs (a mutated target fails it by construction).
+    this = test_every_mutation_of_bench_mutations_still_finds_its_target.__name__
+    assert SELF_CHECK == f"tests/test_store.py::{this}"
+    assert target_problems(ROOT, MUTATIONS) == []
+    assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
+    for m in MUTATIONS:
+        assert m.old != m.new, m.name
+        for node in (*m.tests, *m.deselect):
+            path, _, test = node.partition("::")
+            assert (ROOT / path).is_file(), node
+            assert not test or f"def {test}(" in (ROOT / path).read_text(encoding="utf-8"), node

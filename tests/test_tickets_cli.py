@@ -177,6 +177,7 @@ async def test_list_queries(dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch)
         "TICKET",
         "STATUS",
         "PRI",
+        "PATH",
         "TIER",
         "ASSIGNEE",
         "CUSTOMER",
@@ -184,7 +185,9 @@ async def test_list_queries(dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch)
         "DUE",
         "BREACHED",
     ]
-    assert row.split()[:6] == [tid, "open", "normal", "L2", "—", customer]
+    assert row.split()[:7] == [tid, "open", "normal", "default", "L2", "—", customer]
+    paths = await poll_list(dev_rig, tid, "--path", "default", "--customer", customer)
+    assert [r["ticket_id"] for r in paths] == [tid]
     assert "in " in row and row.endswith("no")
     await ok(dev_rig, "close", tid)
     closed = await poll_list(dev_rig, tid, "--status", "closed", "--customer", customer)
@@ -196,10 +199,24 @@ async def test_list_queries(dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch)
 async def test_breached_list(dev_rig: TicketRig) -> None:
     """--breached is the SlaBreached attribute; a breach needs time, so this reads the query."""
     args = cli.build_parser().parse_args(["list", "--breached", "--tier", "L3"])
-    query = cli.list_query(args, None, cli._now())
+    query = cli.list_query(args, None, cli.utc_now())
     assert query == "TicketTier = 'L3' AND SlaBreached = true AND ExecutionStatus = 'Running'"
     args = cli.build_parser().parse_args(["list", "--all", "--assignee", "o'neil"])
-    assert cli.list_query(args, None, cli._now()) == "TicketAssignee = 'o\\'neil'"
+    assert cli.list_query(args, None, cli.utc_now()) == "TicketAssignee = 'o\\'neil'"
+
+
+async def test_opening_an_existing_id_says_so_and_refuses_other_input(dev_rig: TicketRig) -> None:
+    tid = await open_ticket(dev_rig)
+    again = await ok(dev_rig, "open", tid, "--subject", "Refund not received", "--customer", "acme")
+    assert again.startswith(f"ticket {tid} already exists (same input)\n")
+
+    code, out, err = await run(dev_rig, "open", tid, "--subject", "Login fails", "--customer", "x")
+    assert code == 1 and out == ""
+    assert f"ticket {tid} already exists with other input; nothing was changed" in err
+    assert f"subject: 'Login fails' given, 'Refund not received' in ticket {tid}" in err
+    assert f"customer_id: 'x' given, 'acme' in ticket {tid}" in err
+    shown = await ok(dev_rig, "show", tid)
+    assert f"ticket {tid}: Refund not received" in shown
 
 
 async def test_not_found_exits_3(dev_rig: TicketRig) -> None:

@@ -10,11 +10,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agents import AgentActivities
 from domain.policy import BUILTIN_POLICIES, Policy
+from domain.view import view
 from runtime.config import Settings
 from tests.conftest import TicketRig
+from tests.test_domain_decider import Story
 from tickets import (
     ActionRejected,
     CannotConnect,
@@ -24,6 +28,7 @@ from tickets import (
     TicketError,
     TicketNotFound,
 )
+from tickets import client as client_module
 from tickets.client import TicketSummary
 from worker import build_worker
 
@@ -238,3 +243,60 @@ async def test_breached_tickets_are_listed(custom_rig: TicketRig) -> None:
     assert [r.ticket_id for r in rows] == [tid]
     view = await tc.show(tid)
     assert [b.metric for b in view.sla.breaches] == ["first_response"]
+
+
+VIEW = view(Story().s).model_dump(mode="json")  # ticket T-1 as the workflow would answer
+
+
+class _FlakyHandle:
+    """An Update RPC that the server applied but whose answer was lost, once or more."""
+
+    def __init__(self, losses: list[Exception]) -> None:
+        self.losses = losses
+        self.bodies: list[dict[str, Any]] = []
+
+    async def execute_update(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        if self.losses:
+            raise self.losses.pop(0)
+        return VIEW
+
+
+async def test_a_retried_action_sends_the_same_generated_request_id(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a burst, callers got transport errors for Updates that were applied; a client that
+    retried without a request_id applied them twice (issue 13, item 7)."""
+    monkeypatch.setattr(client_module, "ACT_BACKOFF", 0.0)
+    tc = TicketClient(dev_rig.client, dev_rig.task_queue)
+    flaky = _FlakyHandle(
+        [
+            RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b""),
+            RPCError("too many updates", RPCStatusCode.RESOURCE_EXHAUSTED, b""),
+            WorkflowUpdateRPCTimeoutOrCancelledError(),
+        ]
+    )
+    monkeypatch.setattr(tc, "handle", lambda _tid: flaky)
+    view = await tc.respond("T-1", "ann", "hello")
+    assert view.ticket_id == "T-1"
+    ids = {b["request_id"] for b in flaky.bodies}
+    assert len(flaky.bodies) == 4 and len(ids) == 1 and ids.pop().startswith("tc-")
+
+    again = _FlakyHandle([])
+    monkeypatch.setattr(tc, "handle", lambda _tid: again)
+    await tc.respond("T-1", "ann", "hello", request_id="mine")
+    await tc.respond("T-1", "ann", "hello")
+    assert again.bodies[0]["request_id"] == "mine"
+    assert again.bodies[1]["request_id"] != flaky.bodies[0]["request_id"]  # a new action
+
+
+async def test_a_transport_error_that_lasts_is_reported_after_the_retries(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "ACT_BACKOFF", 0.0)
+    tc = TicketClient(dev_rig.client, dev_rig.task_queue)
+    down = _FlakyHandle([RPCError("down", RPCStatusCode.UNAVAILABLE, b"") for _ in range(9)])
+    monkeypatch.setattr(tc, "handle", lambda _tid: down)
+    with pytest.raises(CannotConnect):
+        await tc.respond("T-1", "ann")
+    assert len(down.bodies) == client_module.ACT_ATTEMPTS

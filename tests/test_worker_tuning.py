@@ -153,7 +153,7 @@ async def test_sigterm_lets_an_in_flight_activity_finish(
                 )
 
                 async def appending() -> bool:
-                    # The append (a local activity) is queued on the lock inside PostgreSQL.
+                    # The append_events activity is queued on the lock inside PostgreSQL.
                     waiting = await db_pool.fetchval(
                         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
                     )
@@ -161,17 +161,24 @@ async def test_sigterm_lets_an_in_flight_activity_finish(
 
                 await _wait_for(appending, 30, "append_events to be running")
                 proc.send_signal(signal.SIGTERM)
-                await asyncio.sleep(1.0)
+
+                async def stopping() -> bool:
+                    return "worker stopping" in log_path.read_text()
+
+                # The worker has taken the signal while its activity is still blocked.
+                await _wait_for(stopping, 30, "the worker to take SIGTERM")
                 assert proc.poll() is None, "the worker left before its activity finished"
+                assert await appending(), "the append must still be blocked on the lock"
             finally:
                 await tx.rollback()  # releases the lock: the blocked append goes through
 
         code = await asyncio.to_thread(proc.wait, 20)
         output = log_path.read_text()
         assert code == 0, output
-        assert "worker stopping" in output
-        assert "worker stopped" in output
-        assert "events appended" in output
+        # In this order: the signal taken, the blocked append finished, then the exit.
+        stopping_at = output.index("worker stopping")
+        appended_at = output.index("events appended")
+        assert stopping_at < appended_at < output.index("worker stopped"), output
         stored = await db_pool.fetch(
             "SELECT event_type FROM ticket_events WHERE ticket_id = $1 ORDER BY seq", ticket_id
         )

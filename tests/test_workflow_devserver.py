@@ -23,7 +23,7 @@ from activities.event_store import AppendBatch, EventStoreActivities
 from activities.policy import PolicyActivities
 from domain.policy import BUILTIN_POLICIES
 from store.event_store import AppendResult, read_ticket
-from tests.conftest import TicketRig, _bin, ticket_worker
+from tests.conftest import TicketRig, ticket_worker, venv_binary
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,7 +33,7 @@ async def temporal_cli(rig: TicketRig, *args: str) -> str:
     the worker under test runs on it)."""
     target = rig.client.service_client.config.target_host
     proc = await asyncio.create_subprocess_exec(
-        _bin("temporal"),
+        venv_binary("temporal"),
         *args,
         "--address",
         target,
@@ -122,7 +122,13 @@ async def test_append_retried_after_commit_stores_each_event_once(
     task_queue = f"tq-{uuid.uuid4()}"
     policies = PolicyActivities(dict(BUILTIN_POLICIES))
     authorize = AgentActivities(None).authorize
-    activities = [append_then_crash, store.notify, policies.resolve_policy, authorize]
+    activities = [
+        append_then_crash,
+        store.notify,
+        store.stored_ticket,
+        policies.resolve_policy,
+        authorize,
+    ]
     async with ticket_worker(dev_env.client, task_queue, db_pool, activities):
         rig = TicketRig(dev_env, db_pool, task_queue)
         h = await rig.open()

@@ -20,9 +20,10 @@ from tests.conftest import TicketRig
 pytestmark = pytest.mark.asyncio
 
 
-def at(view: dict[str, Any], key: str) -> datetime | None:
+def at(view: dict[str, Any], key: str) -> datetime:
     value = view["sla"][key]
-    return datetime.fromisoformat(value) if value else None
+    assert value, f"sla.{key} is null"
+    return datetime.fromisoformat(value)
 
 
 def types(history: list[dict[str, Any]]) -> list[str]:

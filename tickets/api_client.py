@@ -20,11 +20,12 @@ from typing import Any
 from domain.commands import ACTIONS
 from domain.events import DomainEvent
 from domain.view import TicketView
-from tickets.client import TicketSummary
+from tickets.client import Opened, TicketSummary
 from tickets.errors import (
     ActionRejected,
     CannotConnect,
     InvalidInput,
+    TicketConflict,
     TicketError,
     TicketNotFound,
 )
@@ -53,7 +54,9 @@ class ApiTicketClient:
 
     # --- HTTP ---------------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, body: Any | None, headers: Mapping[str, str]) -> Any:
+    def _send(
+        self, method: str, path: str, body: Any | None, headers: Mapping[str, str]
+    ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             self.url + path,
@@ -68,7 +71,7 @@ class ApiTicketClient:
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-                return json.loads(response.read() or b"null")
+                return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise _error(exc.code, exc.read()) from None
 
@@ -78,7 +81,7 @@ class ApiTicketClient:
         path: str,
         body: Any | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> Any:
+    ) -> tuple[int, Any]:
         for attempt in range(RETRIES + 1):
             try:
                 return await asyncio.to_thread(self._send, method, path, body, headers or {})
@@ -95,7 +98,12 @@ class ApiTicketClient:
     # --- the TicketClient methods the command line uses -------------------------------------
 
     async def open(self, ticket: Mapping[str, Any]) -> TicketView:
-        return TicketView.model_validate(await self._call("POST", "/v1/tickets", dict(ticket)))
+        return (await self.open_or_find(ticket)).view
+
+    async def open_or_find(self, ticket: Mapping[str, Any]) -> Opened:
+        """201: opened by this call; 200: it existed with the same input; 409: TicketConflict."""
+        status, body = await self._call("POST", "/v1/tickets", dict(ticket))
+        return Opened(view=TicketView.model_validate(body), created=status == 201)
 
     async def act(self, ticket_id: str, action: str, **fields: Any) -> TicketView:
         if action not in ACTIONS:
@@ -104,7 +112,7 @@ class ApiTicketClient:
         # The key the action keeps across retries (a transport error never doubles it).
         key = payload.pop("request_id", None) or f"cli-{uuid.uuid4()}"
         path = f"/v1/tickets/{_segment(ticket_id)}/actions/{action}"
-        result = await self._call("POST", path, payload, {"Idempotency-Key": key})
+        _, result = await self._call("POST", path, payload, {"Idempotency-Key": key})
         return TicketView.model_validate(result)
 
     async def assign(self, ticket_id: str, agent_id: str, **kw: Any) -> TicketView:
@@ -141,12 +149,11 @@ class ApiTicketClient:
         return await self.act(ticket_id, "close", agent_id=agent_id, **kw)
 
     async def show(self, ticket_id: str) -> TicketView:
-        return TicketView.model_validate(
-            await self._call("GET", f"/v1/tickets/{_segment(ticket_id)}")
-        )
+        _, body = await self._call("GET", f"/v1/tickets/{_segment(ticket_id)}")
+        return TicketView.model_validate(body)
 
     async def history(self, ticket_id: str) -> builtins.list[DomainEvent]:
-        rows = await self._call("GET", f"/v1/tickets/{_segment(ticket_id)}/events")
+        _, rows = await self._call("GET", f"/v1/tickets/{_segment(ticket_id)}/events")
         fields = DomainEvent.model_fields
         return [DomainEvent.model_validate({k: r[k] for k in fields}) for r in rows]
 
@@ -160,7 +167,7 @@ class ApiTicketClient:
             query = {**filters, "limit": str(min(200, limit - len(rows)))}
             if cursor:
                 query["cursor"] = cursor
-            page = await self._call("GET", "/v1/tickets?" + urllib.parse.urlencode(query))
+            _, page = await self._call("GET", "/v1/tickets?" + urllib.parse.urlencode(query))
             rows += [TicketSummary.model_validate(i) for i in page["items"]]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -174,11 +181,15 @@ def _segment(value: str) -> str:
 
 def _error(status: int, raw: bytes) -> TicketError:
     """A problem+json answer as the client's typed error, its detail as the message."""
+    title = ""
     try:
-        detail = str(json.loads(raw).get("detail") or "")
+        problem = json.loads(raw)
+        detail, title = str(problem.get("detail") or ""), str(problem.get("title") or "")
     except (ValueError, AttributeError):
         detail = raw.decode("utf-8", "replace")[:300]
     detail = detail or f"HTTP {status}"
+    if status == 409 and title == "Conflict":
+        return TicketConflict(detail)
     if status == 409:
         return ActionRejected(detail)
     if status == 404:

@@ -25,6 +25,7 @@ from domain.durations import parse_duration
 from domain.events import DomainEvent
 from domain.policy import PRIORITIES
 from domain.view import TicketView
+from reports.printable import visible, visible_lines
 from reports.timeline import render_timeline, timeline
 from runtime.config import Settings
 from runtime.process import exit_now
@@ -48,6 +49,8 @@ working a ticket, start to finish:
   tickets wait-customer T-1001 -m "Which card did you use?"   # SLA clocks pause
   tickets customer-replied T-1001 -m "The Visa one"           # clocks resume
   tickets escalate T-1001 --reason "needs payments engineering"
+  tickets transfer T-1001 --path billing --reason "a refund dispute"   # another path
+  tickets ack T-1001                      # you were auto-assigned: acknowledge it
   tickets show T-1001                     # status, tier, assignee, SLA countdowns
   tickets resolve T-1001 --resolution "refund re-issued"
   tickets close T-1001
@@ -74,19 +77,19 @@ _STDERR: ContextVar[TextIO | None] = ContextVar("tickets_stderr", default=None)
 
 def out(text: str) -> None:
     try:
-        print(text, file=_STDOUT.get() or sys.stdout)
+        print(visible_lines(text), file=_STDOUT.get() or sys.stdout)
     except BrokenPipeError:
         pass  # the reader closed the pipe (`tickets list | head`): the rest is not wanted
 
 
 def err(text: str) -> None:
-    print(text, file=_STDERR.get() or sys.stderr)
+    print(visible_lines(text), file=_STDERR.get() or sys.stderr)
 
 
 # --- time and formatting ------------------------------------------------------------------------
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -122,14 +125,17 @@ def countdown(label: str, due: datetime, now: datetime) -> str:
 
 
 def render_view(v: TicketView, now: datetime | None = None) -> str:
-    now = now or _now()
+    now = now or utc_now()
     lines = [
-        f"ticket {v.ticket_id}: {v.subject}",
+        f"ticket {v.ticket_id}: {visible(v.subject)}",
         f"  status {v.status} · tier {v.tier} · assignee {v.assignee or '—'} · "
         f"priority {v.priority}",
-        f"  customer {v.customer_id} · category {v.category or '—'} · policy {v.policy}"
+        f"  customer {visible(v.customer_id)} · category {visible(v.category or '—')}"
+        f" · policy {v.policy}"
         f" · opened {clock(v.opened_at, now)} ({ago(now - v.opened_at)} ago)",
+        f"  path {v.path}: {' → '.join(v.tiers)}",
     ]
+    lines += render_assignment(v, now)
     sla = []
     if v.first_responded_at:
         sla.append(f"first response given {clock(v.first_responded_at, now)}")
@@ -159,13 +165,34 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
         lines.append("  escalations:")
         for e in v.escalations:
             who = f" by {e.agent_id}" if e.agent_id else ""
-            why = f": {e.reason}" if e.reason else ""
+            why = f": {visible(e.reason)}" if e.reason else ""
             lines.append(
                 f"    {e.from_tier} → {e.to_tier} {clock(e.at, now)} ({e.trigger}{who}){why}"
             )
     else:
         lines.append("  escalations: none")
     return "\n".join(lines)
+
+
+def render_assignment(v: TicketView, now: datetime) -> list[str]:
+    """The team's assignment: mode, assignee, and the acknowledgement countdown."""
+    a = v.assignment
+    if a is None or (a.mode == "manual" and not a.timeouts):
+        return []
+    line = f"  assignment ({a.mode}): "
+    if a.assignee is None:
+        line += "unassigned"
+    else:
+        line += (
+            f"{a.assignee}, assigned {clock(a.assigned_at, now)}" if a.assigned_at else a.assignee
+        )
+        if a.acknowledged_at is not None:
+            line += f", acknowledged {clock(a.acknowledged_at, now)}"
+        elif a.ack_due is not None:
+            line += f", {countdown('acknowledge', a.ack_due, now)}"
+    if a.timeouts:
+        line += f" · {a.timeouts} did not acknowledge at this tier"
+    return [line]
 
 
 def render_history(ticket_id: str, events: list[DomainEvent]) -> str:
@@ -181,10 +208,20 @@ def render_history(ticket_id: str, events: list[DomainEvent]) -> str:
 
 
 def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
-    now = now or _now()
+    now = now or utc_now()
     if not rows:
         return "no tickets match"
-    header = ("TICKET", "STATUS", "PRI", "TIER", "ASSIGNEE", "CUSTOMER", "NEXT DUE", "BREACHED")
+    header = (
+        "TICKET",
+        "STATUS",
+        "PRI",
+        "PATH",
+        "TIER",
+        "ASSIGNEE",
+        "CUSTOMER",
+        "NEXT DUE",
+        "BREACHED",
+    )
     table = [header]
     for r in rows:
         due = "—"
@@ -196,6 +233,7 @@ def render_list(rows: list[TicketSummary], now: datetime | None = None) -> str:
                 r.ticket_id,
                 r.status or r.execution_status,
                 r.priority or "—",
+                r.path or "—",
                 r.tier or "—",
                 r.assignee or "—",
                 r.customer_id or "—",
@@ -246,9 +284,9 @@ class _Exit(Exception):
         self.status = status
 
 
-def _common() -> argparse.ArgumentParser:
+def _common() -> _Parser:
     """Options every command accepts, before or after the command name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     sup = argparse.SUPPRESS
     common.add_argument(
         "--agent", default=sup, help="your agent id (default: env TICKETS_AGENT)", metavar="ID"
@@ -270,8 +308,8 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _action_opts() -> argparse.ArgumentParser:
-    opts = argparse.ArgumentParser(add_help=False)
+def _action_opts() -> _Parser:
+    opts = _Parser(add_help=False)
     opts.add_argument(
         "--request-id",
         help="idempotency key: repeating an action with the same id is a no-op",
@@ -319,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="e.g. billing")
     p.add_argument("--description", help="longer text")
     p.add_argument("--policy", default="default", help="SLA policy name (default: default)")
+    p.add_argument("--path", help="a path of the policy (default: by category, else default)")
 
     add(
         "claim",
@@ -345,6 +384,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reason", required=True, help="why (1..2000 characters)")
     p.add_argument("--to-tier", help="a tier above the current one (default: the next tier)")
+    p = add(
+        "transfer",
+        "functional escalation: move the ticket to another path of its policy (a reason is"
+        " required); it enters --to-tier, or the same position on that path",
+        "  tickets transfer T-1001 --path billing --reason 'a refund dispute'\n"
+        "  tickets transfer T-1001 --path billing --to-tier billing-manager --reason 'refund'\n",
+    )
+    p.add_argument("--path", required=True, help="the path, e.g. billing")
+    p.add_argument("--reason", required=True, help="why (1..2000 characters)")
+    p.add_argument("--to-tier", help="a tier on that path (default: the same position)")
+    add(
+        "ack",
+        "acknowledge a ticket you were auto-assigned (any other action of yours does too)",
+        "  tickets ack T-1001 --agent bea\n",
+    )
     p = add(
         "wait-customer",
         "set the ticket pending: waiting for the customer; every SLA clock pauses",
@@ -398,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         "list tickets (running ones unless --status closed or --all); filters combine with AND",
         "  tickets list --mine --agent alice      # my tickets\n"
         "  tickets list --tier L2 --status open   # the L2 queue\n"
+        "  tickets list --path billing            # tickets on the billing path\n"
         "  tickets list --breaching-within 30m    # about to breach\n"
         "  tickets list --breached                # already breached\n"
         "  tickets list --query \"TicketCustomer='acme'\" --json\n",
@@ -406,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mine", action="store_true", help="assigned to you (--agent/TICKETS_AGENT)")
     p.add_argument("--assignee", help="assigned to this agent")
     p.add_argument("--tier", help="at this tier, e.g. L2 (a tier's queue)")
+    p.add_argument("--path", help="on this path, e.g. billing")
     p.add_argument("--status", choices=STATUSES, help="in this status")
     p.add_argument("--priority", choices=PRIORITIES, help="of this priority")
     p.add_argument("--customer", help="of this customer id")
@@ -436,6 +492,8 @@ def list_query(args: argparse.Namespace, agent: str | None, now: datetime) -> st
         clauses.append(f"TicketAssignee = {_quote(args.assignee)}")
     if args.tier:
         clauses.append(f"TicketTier = {_quote(args.tier)}")
+    if args.path:
+        clauses.append(f"TicketPath = {_quote(args.path)}")
     if args.status:
         clauses.append(f"TicketStatus = {_quote(args.status)}")
     if args.priority:
@@ -465,6 +523,8 @@ ACTION_VERBS = {
     "assign": "assigned",
     "respond": "response recorded",
     "escalate": "escalated",
+    "transfer": "transferred",
+    "ack": "acknowledged",
     "wait-customer": "waiting for the customer",
     "customer-replied": "customer reply recorded",
     "priority": "priority changed",
@@ -508,6 +568,12 @@ async def _act(tc: AnyClient, args: argparse.Namespace, agent: str | None) -> Ti
             return await tc.reopen(t, agent_id=agent, reason=args.reason, request_id=rid)
         case "close":
             return await tc.close(t, agent or "", request_id=rid)
+        case "transfer":
+            return await tc.transfer(
+                t, agent or "", args.path, args.reason, to_tier=args.to_tier, request_id=rid
+            )
+        case "ack":
+            return await tc.acknowledge(t, agent or "", request_id=rid)
     raise UsageError(f"unknown command {cmd!r}")
 
 
@@ -553,11 +619,14 @@ async def _run(tc: AnyClient, args: argparse.Namespace, agent: str | None, as_js
                 "category",
                 "description",
                 "policy",
+                "path",
             )
             if getattr(args, k) is not None
         }
-        v = await tc.open(fields)
-        out(to_json(v) if as_json else f"opened\n{render_view(v)}")
+        opened = await tc.open_or_find(fields)
+        v = opened.view
+        said = "opened" if opened.created else f"ticket {v.ticket_id} already exists (same input)"
+        out(to_json(v) if as_json else f"{said}\n{render_view(v)}")
     elif cmd == "show":
         v = await tc.show(args.ticket_id)
         out(to_json(v) if as_json else render_view(v))
@@ -565,7 +634,7 @@ async def _run(tc: AnyClient, args: argparse.Namespace, agent: str | None, as_js
         events = await tc.history(args.ticket_id)
         out(to_json(events) if as_json else render_history(args.ticket_id, events))
     elif cmd == "list":
-        now = _now()
+        now = utc_now()
         if isinstance(tc, ApiTicketClient):
             rows = await tc.list_filtered(api_filters(args, agent, now), args.limit)
         else:
@@ -623,13 +692,10 @@ async def _main(argv: Sequence[str] | None, client: TicketClient | Client | None
             if client is not None:
                 tc = TicketClient(client, settings.task_queue)
             else:
-                overrides: dict[str, str] = {}
                 if getattr(args, "address", None):
-                    overrides["temporal_address"] = args.address
+                    settings = dataclasses.replace(settings, temporal_address=args.address)
                 if getattr(args, "namespace", None):
-                    overrides["namespace"] = args.namespace
-                if overrides:
-                    settings = dataclasses.replace(settings, **overrides)
+                    settings = dataclasses.replace(settings, namespace=args.namespace)
                 tc = await TicketClient.connect(settings)
         return await _run(tc, args, agent, as_json)
     except UsageError as exc:

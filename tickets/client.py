@@ -1,7 +1,8 @@
 """`TicketClient`: what an agent's tool or a backend service needs, over plain Temporal calls.
 
-- `open` starts the ticket's workflow or returns the running one (starter.open_ticket: id
-  conflict policy *use existing*), then returns its `TicketView` once the ticket exists.
+- `open` starts the ticket's workflow or returns the running one (tickets/opening.py: id
+  conflict policy *use existing*), then returns its `TicketView` once the ticket exists; an
+  existing ticket with other input is a `TicketConflict`.
 - one method per action, each an Update: the caller learns at once whether the action was
   accepted, and gets the ticket's view after it.
 - `show`, `history` (queries) and `list` (visibility, over the search attributes).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import re
+import uuid
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -39,21 +41,32 @@ from domain.policy import Priority
 from domain.view import TicketView
 from runtime.config import Settings
 from runtime.temporal import connect, connect_options
-from starter import TicketClosedError, open_ticket
 from tickets.errors import (
     ActionRejected,
     CannotConnect,
     InvalidInput,
+    ServerBusy,
     TicketClosed,
+    TicketConflict,
     TicketError,
     TicketNotFound,
 )
+from tickets.opening import TicketClosedError, input_differences, open_ticket
 from workflows import search_attributes as sa
 from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
 
 T = TypeVar("T")
 
 OPEN_WAIT_SECONDS = 10.0  # the ticket exists once its policy is resolved: a few ms normally
+ACT_ATTEMPTS = 4  # an action sent again after a transport error, with the same request_id
+ACT_BACKOFF = 0.2  # seconds before the first retry; doubled each time
+
+
+class Opened(BaseModel):
+    """What an open found: the ticket's view, and whether this call started it."""
+
+    view: TicketView
+    created: bool
 
 
 class TicketSummary(BaseModel):
@@ -71,6 +84,7 @@ class TicketSummary(BaseModel):
     sla_due: datetime | None
     started_at: datetime | None
     closed_at: datetime | None
+    path: str | None = None  # v2 (TicketPath); unset on tickets started before paths
 
 
 def _reason(exc: BaseException) -> str:
@@ -106,6 +120,7 @@ def summary_of(wf: WorkflowExecution) -> TicketSummary:
         customer_id=attrs.get(sa.TICKET_CUSTOMER),
         sla_breached=attrs.get(sa.SLA_BREACHED),
         sla_due=attrs.get(sa.TICKET_SLA_DUE),
+        path=attrs.get(sa.TICKET_PATH),
         started_at=wf.start_time,
         closed_at=wf.close_time,
     )
@@ -144,10 +159,16 @@ class TicketClient:
 
     async def open(self, ticket: OpenTicket | dict[str, Any]) -> TicketView:
         """Open the ticket, or return the running one with this id (idempotent)."""
+        return (await self.open_or_find(ticket)).view
+
+    async def open_or_find(self, ticket: OpenTicket | dict[str, Any]) -> Opened:
+        """Open the ticket, or find the running one with this id and the same input; an
+        existing ticket with other input raises TicketConflict naming each difference."""
         try:
             parsed = parse_open_ticket(ticket)
         except InvalidTicket as exc:
             raise InvalidInput(f"invalid ticket: {exc}") from exc
+        existed = await self._running(parsed.ticket_id)
         try:
             handle = await self._call(
                 parsed.ticket_id, open_ticket(self.client, parsed, self.task_queue)
@@ -157,7 +178,25 @@ class TicketClient:
                 f"ticket {parsed.ticket_id} is closed (ticket ids are not reused;"
                 " open a new ticket id)"
             ) from exc
-        return await self._wait_opened(parsed.ticket_id, handle)
+        view = await self._wait_opened(parsed.ticket_id, handle)
+        differences = input_differences(view, parsed)
+        if differences:
+            raise TicketConflict(
+                f"ticket {parsed.ticket_id} already exists with other input; nothing was"
+                " changed: " + "; ".join(differences)
+            )
+        return Opened(view=view, created=not existed)
+
+    async def _running(self, ticket_id: str) -> bool:
+        """Whether the ticket's workflow runs now (a race with another open only makes a
+        ticket this call found look created: the input comparison still holds)."""
+        try:
+            description = await self.handle(ticket_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise self._rpc_error(ticket_id, exc) from exc
+        return description.status == WorkflowExecutionStatus.RUNNING
 
     async def _wait_opened(self, ticket_id: str, handle: WorkflowHandle[Any, Any]) -> TicketView:
         loop = asyncio.get_running_loop()
@@ -195,21 +234,38 @@ class TicketClient:
     # --- actions ------------------------------------------------------------------------------
 
     async def act(self, ticket_id: str, action: str, **fields: Any) -> TicketView:
-        """Run one action (an Update by that name); fields that are None are left out."""
+        """Run one action (an Update by that name); fields that are None are left out.
+
+        Without a `request_id` the action gets a new one, and every retry after a transport
+        error (server unavailable, overloaded, the Update's RPC timing out) sends the same:
+        an action whose first attempt was applied is then a no-op, never applied twice."""
         model = ACTIONS.get(action)
         if model is None:
             raise InvalidInput(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
         payload = {k: v for k, v in fields.items() if v is not None}
+        payload.setdefault("request_id", f"tc-{uuid.uuid4()}")
         try:
             validated = model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidInput(f"{action}: {describe_validation_error(exc)}") from exc
+        body = validated.model_dump(mode="json", exclude_none=True)
         handle = self.handle(ticket_id)
         try:
-            result = await self._call(
-                ticket_id,
-                handle.execute_update(action, validated.model_dump(mode="json", exclude_none=True)),
-            )
+            for attempt in range(1, ACT_ATTEMPTS + 1):
+                try:
+                    result = await self._call(ticket_id, handle.execute_update(action, body))
+                    break
+                except (CannotConnect, ServerBusy, WorkflowUpdateRPCTimeoutOrCancelledError):
+                    if attempt == ACT_ATTEMPTS:
+                        raise
+                except WorkflowUpdateFailedError as exc:
+                    # The ticket is moving to its next run (continue-as-new): send it again.
+                    moving = isinstance(exc.cause, ApplicationError) and (
+                        exc.cause.type == "TicketBusy"
+                    )
+                    if not moving or attempt == ACT_ATTEMPTS:
+                        raise
+                await asyncio.sleep(ACT_BACKOFF * 2 ** (attempt - 1))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
@@ -324,14 +380,53 @@ class TicketClient:
     ) -> TicketView:
         return await self.act(ticket_id, "close", agent_id=agent_id, request_id=request_id)
 
+    async def transfer(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        path: str,
+        reason: str,
+        to_tier: str | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id,
+            "transfer",
+            agent_id=agent_id,
+            path=path,
+            reason=reason,
+            to_tier=to_tier,
+            request_id=request_id,
+        )
+
+    async def acknowledge(
+        self, ticket_id: str, agent_id: str, request_id: str | None = None
+    ) -> TicketView:
+        return await self.act(ticket_id, "acknowledge", agent_id=agent_id, request_id=request_id)
+
     # --- reading ------------------------------------------------------------------------------
 
     async def show(self, ticket_id: str) -> TicketView:
-        """The ticket's current view (the `state` query); closed tickets too."""
+        """The ticket's current view (the `state` query); closed tickets too. When the latest
+        run never opened it (a refused start of an id already used), the run that did."""
         state = await self._call(ticket_id, self.handle(ticket_id).query("state"))
+        if state is None:
+            state = await self._state_of_an_earlier_run(ticket_id)
         if state is None:
             raise TicketNotFound(f"ticket {ticket_id} not found (its workflow never opened it)")
         return TicketView.model_validate(state)
+
+    async def _state_of_an_earlier_run(self, ticket_id: str) -> Any:
+        query = f"WorkflowId = '{workflow_id_for(ticket_id)}'"
+        async for run in self.client.list_workflows(query, limit=20):  # newest first
+            handle = self.client.get_workflow_handle(run.id, run_id=run.run_id)
+            try:
+                state = await handle.query("state")
+            except (RPCError, WorkflowQueryFailedError):
+                continue
+            if state is not None:
+                return state
+        return None
 
     async def history(self, ticket_id: str) -> builtins.list[DomainEvent]:
         """The ticket's domain events in order, as stored (the `history` query)."""
@@ -339,8 +434,9 @@ class TicketClient:
         return [DomainEvent.model_validate(e) for e in events or []]
 
     async def list(self, query: str = "", limit: int | None = 100) -> builtins.list[TicketSummary]:
-        """Tickets matching a visibility query over the search attributes (CONTRACT.md), e.g.
-        `TicketTier='L2' AND TicketStatus='open'`. Only TicketWorkflow runs are returned."""
+        """Tickets matching a visibility query over the search attributes
+        (docs/contract.md#search-attributes), e.g. `TicketTier='L2' AND TicketStatus='open'`.
+        Only TicketWorkflow runs are returned."""
         full = _ticket_query(query)
         try:
             return [summary_of(wf) async for wf in self.client.list_workflows(full, limit=limit)]
@@ -384,6 +480,8 @@ class TicketClient:
             if "already completed" in text.lower():
                 return TicketClosed(f"ticket {ticket_id} is closed")
             return TicketNotFound(f"ticket {ticket_id} not found")
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            return ServerBusy(f"Temporal is busy ({text}); try again shortly")
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return CannotConnect(
                 f"cannot reach Temporal at {self.address}: {text}. Is the server running?"

@@ -27,6 +27,13 @@ class TicketClosed(TicketError):
     exit_code = 1
 
 
+class TicketConflict(TicketError):
+    """An open named a ticket id that already exists with other input ("ticket T-1 already
+    exists with other input: subject: ..."); nothing was changed."""
+
+    exit_code = 1
+
+
 class InvalidInput(TicketError):
     """The payload does not validate; checked before anything is sent. Names the field."""
 
@@ -37,6 +44,12 @@ class TicketNotFound(TicketError):
     """No workflow `ticket-<id>` exists ("ticket T-9 not found")."""
 
     exit_code = 3
+
+
+class ServerBusy(TicketError):
+    """Temporal refused the call for now (rate or concurrency limits): worth trying again."""
+
+    exit_code = 4
 
 
 class CannotConnect(TicketError):

@@ -41,7 +41,7 @@ class _Generator(GenerateJsonSchema):
         | core_schema.IncExDictSerSchema,
     ) -> JsonSchemaValue | None:
         if schema["type"] == "function-wrap":
-            returned = schema.get("return_schema")
+            returned: Any = schema.get("return_schema")
             if returned is None or returned["type"] in ("dict", "any"):
                 return None
         return super().ser_schema(schema)
@@ -85,9 +85,9 @@ def generate() -> dict[str, dict[str, Any]]:
             name,
             f"Payload of the `{name}` Update and Signal of TicketWorkflow.",
         )
-    for event_type, model in EVENT_TYPES.items():
+    for event_type, event_model in EVENT_TYPES.items():
         out[f"events/{event_type}.json"] = _schema(
-            model,
+            event_model,
             "serialization",
             event_type,
             f"`payload` of a domain event whose `event_type` is `{event_type}`.",

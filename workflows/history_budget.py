@@ -11,3 +11,11 @@ CONTINUE_AS_NEW_BYTES = 2_000_000
 
 # Domain events a continued run carries for the `history` query (the store keeps them all).
 CARRIED_EVENTS = 100
+
+# Signals and Updates taken in by one run before it continues as new (patch `inbox`): far below
+# Temporal's per-run limits (10,000 signals, 2,000 updates), whatever the payloads.
+CONTINUE_AS_NEW_MESSAGES = 1_000
+
+# Bytes of event payloads in one append batch (patch `inbox`): a batch is one activity input,
+# and a blob over the server's limit (2 MB by default) would fail the workflow task.
+APPEND_BATCH_BYTES = 512 * 1024

@@ -1,4 +1,4 @@
-"""The ticket's search attributes (CONTRACT.md): one place for names and types."""
+"""The ticket's search attributes (docs/contract.md#search-attributes): names and types, once."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ TICKET_ASSIGNEE = SearchAttributeKey.for_keyword("TicketAssignee")
 TICKET_CUSTOMER = SearchAttributeKey.for_keyword("TicketCustomer")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 TICKET_SLA_DUE = SearchAttributeKey.for_datetime("TicketSlaDue")
+TICKET_PATH = SearchAttributeKey.for_keyword("TicketPath")  # v2
 
 ALL_KEYS: tuple[SearchAttributeKey, ...] = (
     TICKET_STATUS,
@@ -20,6 +21,7 @@ ALL_KEYS: tuple[SearchAttributeKey, ...] = (
     TICKET_CUSTOMER,
     SLA_BREACHED,
     TICKET_SLA_DUE,
+    TICKET_PATH,
 )
 
 # For `temporal server start-dev --search-attribute NAME=Type`.
@@ -31,4 +33,5 @@ CLI_TYPES = {
     "TicketCustomer": "Keyword",
     "SlaBreached": "Bool",
     "TicketSlaDue": "Datetime",
+    "TicketPath": "Keyword",
 }

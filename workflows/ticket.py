@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,25 +35,54 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     # By full name: `from workflows import ...` would make the sandbox a copy of the module.
     import workflows.history_budget as history_budget
+    from activities.agents import AgentActivities
+    from activities.assignment import AssignmentActivities
+    from activities.event_store import AppendBatch, EventStoreActivities, StoreLookup
+    from activities.policy import PolicyActivities
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
+    from domain.assignment import Choice, choice_request
     from domain.calendar import local_time
-    from domain.commands import Action, Assign, parse_action, parse_open_ticket
-    from domain.decider import Open, Tick, decide, reject
+    from domain.commands import (
+        MAX_PAYLOAD_DEPTH,
+        Action,
+        Assign,
+        parse_action,
+        parse_open_ticket,
+        payload_depth,
+    )
+    from domain.decider import Assigned, Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
     from domain.notifications import Notification, notifications_for, reminder
     from domain.policy import Policy
     from domain.principal import payload_digest
-    from domain.state import TicketState, deadlines, evolve, fold, renotify_due
+    from domain.state import (
+        TicketState,
+        choice_due,
+        deadlines,
+        evolve,
+        fold,
+        reminded,
+        renotify_due,
+    )
     from domain.view import TicketView, view
+    from runtime.codec import UNDECRYPTABLE
     from workflows import search_attributes as sa
-    from workflows.carried import Carried
+    from workflows.carried import Carried, Pending
     from workflows.principal import current_principal
 
 WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
+# Since 0.2.1: the event store is asked at open whether it holds the ticket already.
+STORE_AT_OPEN = "store-at-open"
+# Since 0.2.1: Signals and Updates are taken into an inbox that the main loop decides from, so
+# the run can continue as new at any moment, carrying what it has not decided yet.
+INBOX = "inbox"
+# Paths and teams: the path recorded at open, auto-assignment (a local activity), TicketPath.
+TEAMS = "teams-assignment"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
+MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
 
 APPEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -74,6 +104,15 @@ def workflow_id_for(ticket_id: str) -> str:
     return f"ticket-{ticket_id}"
 
 
+class PayloadRefused(ValueError):
+    """A Signal's or Update's payload that is refused before it is read as an action; `kept`
+    is what its ActionRejected may record of it."""
+
+    def __init__(self, reason: str, kept: Any = None) -> None:
+        super().__init__(reason)
+        self.kept = kept
+
+
 class EventStoreFailed(Exception):
     """The store refused an append for good (conflict or gap): the ticket cannot go on."""
 
@@ -90,17 +129,23 @@ class TicketWorkflow:
         self._changed = False
         # One action at a time, in arrival order: authorization awaits an activity.
         self._action_lock = asyncio.Lock()
-        self._last_reminder_at: datetime | None = None
-        self._reminders_sent = 0
         self._search_attributes: dict[str, Any] = {}
         self._fatal: ApplicationError | None = None
         self._sending = 0  # notify activities in flight (first release: awaited by the appender)
         self._notifying: set[asyncio.Task[None]] = set()  # since 0.2: sent beside the appender
         self._v2 = False  # RELEASE_0_2 in effect (decided once, at the start of run)
+        self._teams = False  # TEAMS in effect (likewise)
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
+        self._inbox_on: bool | None = None  # INBOX in effect: decided when first needed
+        self._inbox: list[Pending] = []
+        # Update id -> (refusal, None when applied; the version its events reach)
+        self._answers: dict[str, tuple[str | None, int]] = {}
+        self._messages = 0  # Signals and Updates taken in by this run
+        self._handing_over = False  # continuing as new: new Updates are asked to retry
         if carried is not None:
+            self._inbox = list(carried.inbox)
             if carried.state is not None:
                 self._state = carried.state
                 self._events = list(carried.recent)
@@ -108,36 +153,46 @@ class TicketWorkflow:
                 self._events = list(carried.events)
                 self._state = fold(self._events)
             self._appended_seq = self._state.version if self._state is not None else 0
-            self._last_reminder_at = carried.last_reminder_at
-            self._reminders_sent = carried.reminders_sent
+            if self._state is not None and carried.reminders_sent:
+                # Runs of 0.2.0 carried the reminder count beside the state; now it is inside.
+                self._state = replace(
+                    self._state,
+                    reminders_sent=carried.reminders_sent,
+                    last_reminder_at=carried.last_reminder_at,
+                )
 
     # --- run ----------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
         self._v2 = workflow.patched(RELEASE_0_2)
+        self._teams = workflow.patched(TEAMS)
+        self._uses_inbox()
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
             await self._open(input)
         self._publish()
-        while self._state is not None and self._state.status != "closed":
-            await self._wait_for_next_deadline()
+        while self._state is not None and not self._state.is_terminal:
+            if not self._inbox:
+                await self._wait_for_next_deadline()
             self._raise_if_fatal()
+            await self._decide_inbox()
             self._record(decide(self._state, Tick(), self._clock()))
+            await self._assign_if_due()
             if self._history_full():
-                await self._drain()
+                await self._hand_over()
                 workflow.continue_as_new(
                     args=[
                         NO_PAYLOAD,
                         Carried(
                             state=self._state,
                             recent=self._events[-history_budget.CARRIED_EVENTS :],
-                            last_reminder_at=self._last_reminder_at,
-                            reminders_sent=self._reminders_sent,
+                            inbox=self._inbox,
                         ),
                     ]
                 )
+        await self._decide_inbox()  # what came with or after the close: refused, answered
         await self._drain()
         appender.cancel()
         assert self._state is not None
@@ -165,7 +220,17 @@ class TicketWorkflow:
     async def _open(self, input: RawValue) -> None:
         info = workflow.info()
         try:
-            ticket = parse_open_ticket(self._decode(input))
+            try:
+                decoded = self._decode(input)
+            except ValueError as exc:
+                if isinstance(input, RawValue) and (
+                    input.payload.metadata.get("encoding") == UNDECRYPTABLE
+                ):
+                    # Most likely this worker lacks a key its peers have: fail the task, so
+                    # it is retried (by a worker that has the key), and say so.
+                    raise RuntimeError(f"ticket input {exc}") from None
+                raise InvalidTicket(f"input: {exc}") from None
+            ticket = parse_open_ticket(decoded)
             if workflow_id_for(ticket.ticket_id) != info.workflow_id:
                 raise InvalidTicket(
                     f"ticket_id: {ticket.ticket_id!r} does not match workflow id"
@@ -173,12 +238,17 @@ class TicketWorkflow:
                 )
         except InvalidTicket as exc:
             raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
+        if workflow.patched(STORE_AT_OPEN) and await self._resumed_from_store(ticket.ticket_id):
+            return
         try:
-            execute = workflow.execute_local_activity if self._v2 else workflow.execute_activity
+            execute = (
+                workflow.execute_local_activity_method
+                if self._v2
+                else workflow.execute_activity_method
+            )
             policy = await execute(
-                "resolve_policy",
+                PolicyActivities.resolve_policy,
                 ticket.policy,
-                result_type=Policy,
                 start_to_close_timeout=timedelta(seconds=10),
                 summary=f"resolve policy {ticket.policy}",
             )
@@ -190,23 +260,168 @@ class TicketWorkflow:
                 ) from None
             raise
         at = self._clock()
-        self._record(decide(None, Open(ticket=ticket, policy=policy), at), at)
+        try:
+            opened = decide(None, Open(ticket=ticket, policy=policy, record_path=self._teams), at)
+        except InvalidTicket as exc:  # a path its policy does not have
+            raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
+        self._record(opened, at)
+
+    # --- teams: automatic assignment ------------------------------------------------------------
+
+    async def _assign_if_due(self) -> None:
+        """A team that assigns automatically has a choice due (entered, an ack timeout, the
+        retry after nobody was available): a local activity chooses, the decider records it."""
+        if not self._teams or self._state is None:
+            return
+        async with self._action_lock:
+            due = choice_due(self._state)
+            if due is None or due > self._clock():
+                return
+            request = choice_request(self._state)
+            try:
+                choice = await workflow.execute_local_activity_method(
+                    AssignmentActivities.choose_assignee,
+                    request,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=timedelta(minutes=2),
+                    summary=f"choose assignee at {request.team}",
+                )
+            except (ActivityError, ApplicationError) as exc:
+                # Never stuck on the database: recorded as nobody available, tried again
+                # after ack_within like any other.
+                cause = _application_failure(exc)
+                why = cause.message if cause is not None else str(exc.cause or exc)
+                choice = Choice(agent_id=None, reason=f"the choice failed: {why}")
+            self._record(
+                decide(self._state, Assigned(request=request, choice=choice), self._clock())
+            )
+
+    @staticmethod
+    def _teams_details(current: TicketView, policy: Policy) -> str:
+        """The path and the assignee's acknowledgement, for the UI's current details."""
+        a = current.assignment
+        ack = "—"
+        if a is not None and a.acknowledged_at is not None:
+            ack = "acknowledged"
+        elif a is not None and a.ack_due is not None:
+            ack = f"ack due {local_time(a.ack_due, policy)}"
+        elif a is not None and a.mode != "manual" and a.assignee is None:
+            ack = f"{a.mode}: unassigned"
+        return f" · path {current.path} · {ack}"
+
+    async def _resumed_from_store(self, ticket_id: str) -> bool:
+        """A ticket id the store already holds is never opened again. A fresh start for it is
+        refused (the id was closed, or its workflow ended otherwise); a run that an operator's
+        `temporal workflow reset` began takes up the ticket where the store has it, so the
+        store's seq 1..n goes on and its stored events are never decided anew."""
+        info = workflow.info()
+        stored = await workflow.execute_local_activity_method(
+            EventStoreActivities.stored_ticket,
+            StoreLookup(
+                ticket_id=ticket_id, fresh_start=info.run_id == info.first_execution_run_id
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"look up ticket {ticket_id} in the event store",
+        )
+        if stored is None:
+            return False
+        if stored.fresh_start:
+            raise ApplicationError(
+                f"ticket_id: ticket {ticket_id} already exists in the event store"
+                f" ({stored.state.version} events, status {stored.state.status}); ticket ids"
+                " are not reused: open a new ticket id",
+                type="InvalidTicket",
+                non_retryable=True,
+            )
+        self._state = stored.state
+        self._events = list(stored.recent)
+        self._appended_seq = stored.state.version
+        workflow.logger.info(
+            "ticket %s resumed from the event store at seq %d", ticket_id, stored.state.version
+        )
+        return True
 
     def _history_full(self) -> bool:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
+            return True
+        if self._inbox_on and self._messages >= history_budget.CONTINUE_AS_NEW_MESSAGES:
             return True
         return self._v2 and (
             info.get_current_history_length() >= history_budget.CONTINUE_AS_NEW_EVENTS
             or info.get_current_history_size() >= history_budget.CONTINUE_AS_NEW_BYTES
         )
 
+    # --- the inbox (patch INBOX) ------------------------------------------------------------------
+
+    def _uses_inbox(self) -> bool:
+        """Whether this run takes actions into the inbox: decided once, by whichever comes
+        first (the run, or a Signal or Update sent with the start), so replay decides alike."""
+        if self._inbox_on is None:
+            self._inbox_on = workflow.patched(INBOX)
+        return self._inbox_on
+
+    def _take_in(self, name: str, raw: RawValue, update: str | None = None) -> None:
+        """O(1) for the run: the payload is read (or refused) now, decided by the main loop."""
+        self._messages += 1
+        try:
+            pending = Pending(name=name, value=self._decode(raw), update=update)
+        except PayloadRefused as exc:
+            pending = Pending(name=name, refused=f"{name}: {exc}", kept=exc.kept, update=update)
+        # The handler's principal header travels with the action to the loop that decides it.
+        pending.principal = current_principal()
+        self._inbox.append(pending)
+        self._changed = True
+
+    async def _decide_inbox(self) -> None:
+        """Decide every action taken in, in arrival order; each Update gets its answer."""
+        while self._inbox and self._state is not None:
+            await self._decide_next()
+
+    async def _decide_next(self) -> None:
+        pending = self._inbox.pop(0)
+        refusal = await self._decide_pending(pending)
+        if pending.update is not None:
+            assert self._state is not None
+            self._answers[pending.update] = (refusal, self._state.version)
+
+    async def _decide_pending(self, pending: Pending) -> str | None:
+        """Record the action's events, or its refusal (a Signal's as ActionRejected); returns
+        the refusal's reason, None when applied."""
+        assert self._state is not None
+        name = pending.name
+        if pending.refused is not None:
+            if pending.update is None:
+                self._record([reject(name, pending.refused, pending.kept)])
+            return pending.refused
+        try:
+            action = parse_action(name, pending.value)
+            if not self._already_applied(action):
+                decision = await self._authorize(name, action, pending.principal)
+                if not decision.allowed:
+                    raise ActionRejected(decision.reason or f"{name}: not authorized")
+            payloads = decide(self._state, action, self._clock())
+        except DomainError as exc:
+            if pending.update is None:
+                self._record([reject(name, str(exc), _bounded(pending.value))])
+            return str(exc)
+        self._record(payloads)
+        return None
+
+    async def _hand_over(self) -> None:
+        """Before continuing as new: answer every Update taken in (new ones are asked to retry,
+        see _validate) and store every event; Signals still arriving are carried."""
+        self._handing_over = True
+        while any(p.update is not None for p in self._inbox):
+            await self._decide_next()
+        await self._drain()
+
     async def _wait_for_next_deadline(self) -> None:
         """Sleep until the next SLA deadline or reminder, or until anything changes."""
         assert self._state is not None
         self._changed = False
         upcoming = deadlines(self._state)
-        reminder_at = renotify_due(self._state, self._last_reminder_at, self._reminders_sent)
+        reminder_at = renotify_due(self._state)
         if reminder_at is not None:
             upcoming.append(("resolution breach reminder", reminder_at))
             upcoming.sort(key=lambda d: d[1])
@@ -228,8 +443,7 @@ class TicketWorkflow:
         else:
             await workflow.wait_condition(woken)
         if reminder_at is not None and self._clock() >= reminder_at:
-            self._last_reminder_at = reminder_at
-            self._reminders_sent += 1
+            self._state = reminded(self._state, reminder_at)
             self._notices.append(reminder(self._state, reminder_at))
 
     async def _sleep_until(
@@ -309,16 +523,29 @@ class TicketWorkflow:
             return self._state.ticket_id
         return workflow.info().workflow_id.removeprefix("ticket-")
 
+    def _next_batch(self) -> list[ev.DomainEvent]:
+        """The next events to append, in seq order: at most APPEND_BATCH_MAX and (patch INBOX)
+        APPEND_BATCH_BYTES of payloads, at least one."""
+        batch = self._outbox[:APPEND_BATCH_MAX]
+        if not self._inbox_on:
+            return batch
+        size = 0
+        for n, event in enumerate(batch):
+            size += len(json.dumps(event.payload, default=str))
+            if n and size > history_budget.APPEND_BATCH_BYTES:
+                return batch[:n]
+        return batch
+
     async def _append_loop(self) -> None:
         """The one writer: batches in seq order, then the notices those events caused."""
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox) or bool(self._notices))
             if self._outbox:
-                batch = self._outbox[:APPEND_BATCH_MAX]
+                batch = self._next_batch()
                 try:
-                    await workflow.execute_activity(
-                        "append_events",
-                        {"ticket_id": batch[0].ticket_id, "events": batch},
+                    await workflow.execute_activity_method(
+                        EventStoreActivities.append_events,
+                        AppendBatch(ticket_id=batch[0].ticket_id, events=batch),
                         start_to_close_timeout=timedelta(seconds=30),
                         retry_policy=APPEND_RETRY,
                         summary=_append_summary(batch),
@@ -350,8 +577,8 @@ class TicketWorkflow:
 
     async def _notify(self, notice: Notification) -> None:
         try:
-            await workflow.execute_activity(
-                "notify",
+            await workflow.execute_activity_method(
+                EventStoreActivities.notify,
                 notice,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
@@ -379,8 +606,12 @@ class TicketWorkflow:
             sa.SLA_BREACHED.name: bool(current.sla.breaches),
             sa.TICKET_SLA_DUE.name: current.sla.nearest_due(),
         }
+        if self._teams:
+            wanted[sa.TICKET_PATH.name] = current.path
         updates: list[SearchAttributeUpdate[Any]] = []
         for key in sa.ALL_KEYS:
+            if key.name not in wanted:
+                continue
             value = wanted[key.name]
             if key.name in self._search_attributes and self._search_attributes[key.name] == value:
                 continue
@@ -393,16 +624,32 @@ class TicketWorkflow:
             f"**{current.status}** · tier {current.tier} · "
             f"assignee {current.assignee or '—'} · "
             f"next due {local_time(due, self._state.policy) if due else '—'}"
+            + (self._teams_details(current, self._state.policy) if self._teams else "")
         )
 
     # --- actions --------------------------------------------------------------------------------
 
     def _decode(self, raw: RawValue | Any) -> Any:
+        """A payload as JSON values; ValueError, naming why, for one that is too large, does
+        not decrypt (the worker's codec marked it) or does not parse."""
         # The SDK hands over RawValue only when the argument count matches the signature
         # (a one-argument start of the two-parameter run gets the decoded value itself).
-        if isinstance(raw, RawValue):
-            return workflow.payload_converter().from_payload(raw.payload)
-        return raw
+        if not isinstance(raw, RawValue):
+            return raw
+        payload = raw.payload
+        if payload.metadata.get("encoding") == UNDECRYPTABLE:
+            raise PayloadRefused(
+                f"payload does not decrypt ({payload.data.decode('utf-8', 'replace')})"
+            )
+        if len(payload.data) > MAX_PAYLOAD_BYTES:
+            raise PayloadRefused(
+                f"payload of {len(payload.data)} bytes is over the {MAX_PAYLOAD_BYTES} allowed",
+                {"truncated": payload.data[:REJECTED_PAYLOAD_MAX].decode("utf-8", "replace")},
+            )
+        try:
+            return workflow.payload_converter().from_payload(payload)
+        except Exception as exc:  # what the converter raises for bad JSON varies
+            raise PayloadRefused(f"payload does not decode: {exc}") from None
 
     async def _opened(self) -> TicketState:
         """Actions sent with the start (signal- or update-with-start) wait for the ticket."""
@@ -411,10 +658,12 @@ class TicketWorkflow:
         assert self._state is not None
         return self._state
 
-    async def _authorize(self, name: str, action: Action) -> Decision:
+    async def _authorize(self, name: str, action: Action, principal: str | None = None) -> Decision:
         """Ask the agent directory, and check the signed principal the caller's header
-        carried (workflows/principal.py); the answer is recorded in history, so replay is
-        exact and never needs a key."""
+        carried (workflows/principal.py; taken in with the action under the inbox, else the
+        handler's own); the answer is recorded in history, so replay is exact and never
+        needs a key."""
+        principal = principal or current_principal()
         agent_id = getattr(action, "agent_id", None)
         if agent_id is None:  # the customer's own actions (customer_replied, reopen by them)
             return Decision(allowed=True, directory=False)
@@ -425,28 +674,30 @@ class TicketWorkflow:
             agent_id=agent_id,
             assignee=action.assignee if isinstance(action, Assign) else None,
             tier=self._state.tier,
-            tiers=self._state.policy.tiers,
+            tiers=self._state.tiers,
             workflow_id=workflow.info().workflow_id,
-            principal=current_principal(),
+            principal=principal,
             digest=payload_digest(action.model_dump(mode="json", exclude_none=True)),
         )
-        return await workflow.execute_local_activity(
-            "authorize",
+        return await workflow.execute_local_activity_method(
+            AgentActivities.authorize,
             request,
-            result_type=Decision,
             start_to_close_timeout=timedelta(seconds=10),
             summary=f"authorize {agent_id}: {name}",
         )
 
     async def _apply_signal(self, name: str, raw: RawValue) -> None:
         self._advance(workflow.now())  # the arrival: a time replay reproduces
+        if self._uses_inbox():
+            self._take_in(name, raw)
+            return
         await self._opened()
         async with self._action_lock:
             assert self._state is not None
             try:
                 decoded = self._decode(raw)
-            except Exception as exc:  # a payload that does not decode is refused, never fatal
-                self._record([reject(name, f"{name}: payload does not decode: {exc}", None)])
+            except PayloadRefused as exc:  # refused, never fatal
+                self._record([reject(name, f"{name}: {exc}", exc.kept)])
                 return
             try:
                 action = parse_action(name, decoded)
@@ -465,12 +716,23 @@ class TicketWorkflow:
 
     def _validate(self, name: str, raw: RawValue) -> None:
         """Update validator: refuse before anything is written to history."""
+        if self._handing_over:
+            # A retry reaches the continued run (the client keeps the request_id).
+            raise ApplicationError(
+                f"ticket is moving to a new run (continue-as-new); send {name} again",
+                type="TicketBusy",
+                non_retryable=True,
+            )
         try:
             action = parse_action(name, self._decode(raw))
             if self._state is not None:
                 decide(self._state, action, workflow.now())
         except DomainError as exc:
             raise ApplicationError(str(exc), type="ActionRejected", non_retryable=True) from None
+        except PayloadRefused as exc:
+            raise ApplicationError(
+                f"{name}: {exc}", type="ActionRejected", non_retryable=True
+            ) from None
         except Exception as exc:
             raise ApplicationError(
                 f"{name}: payload does not decode: {exc}", type="ActionRejected", non_retryable=True
@@ -478,6 +740,8 @@ class TicketWorkflow:
 
     async def _apply_update(self, name: str, raw: RawValue) -> TicketView:
         self._advance(workflow.now())  # the arrival: a time replay reproduces
+        if self._uses_inbox():
+            return await self._update_through_inbox(name, raw)
         await self._opened()
         async with self._action_lock:
             assert self._state is not None
@@ -494,6 +758,24 @@ class TicketWorkflow:
                 ) from None
             self._record(payloads)
             version = self._state.version
+        await workflow.wait_condition(
+            lambda: self._appended_seq >= version or self._fatal is not None
+        )
+        self._raise_if_fatal()
+        return view(self._state)
+
+    async def _update_through_inbox(self, name: str, raw: RawValue) -> TicketView:
+        """Take the Update in, wait for the main loop's answer, then for its events stored."""
+        info = workflow.current_update_info()
+        assert info is not None  # inside an Update handler
+        key = info.id
+        self._take_in(name, raw, update=key)
+        await workflow.wait_condition(lambda: key in self._answers or self._fatal is not None)
+        self._raise_if_fatal()
+        refusal, version = self._answers.pop(key)
+        if refusal is not None:
+            raise ApplicationError(refusal, type="ActionRejected", non_retryable=True)
+        assert self._state is not None
         await workflow.wait_condition(
             lambda: self._appended_seq >= version or self._fatal is not None
         )
@@ -611,6 +893,30 @@ class TicketWorkflow:
     def _close_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
         self._validate("close", payload)
 
+    @workflow.signal(name="transfer")
+    async def transfer_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("transfer", payload)
+
+    @workflow.update(name="transfer")
+    async def transfer(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("transfer", payload)
+
+    @transfer.validator
+    def _transfer_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("transfer", payload)
+
+    @workflow.signal(name="acknowledge")
+    async def acknowledge_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("acknowledge", payload)
+
+    @workflow.update(name="acknowledge")
+    async def acknowledge(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("acknowledge", payload)
+
+    @acknowledge.validator
+    def _acknowledge_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("acknowledge", payload)
+
     # --- queries --------------------------------------------------------------------------------
 
     @workflow.query(name="state")
@@ -640,7 +946,10 @@ def _append_summary(batch: list[ev.DomainEvent]) -> str:
 
 
 def _bounded(raw: Any) -> Any:
-    """A refused payload as recorded: whole if small, else a truncated JSON string."""
+    """A refused payload as recorded: whole if small and shallow, else a truncated JSON
+    string, which the store can always hold and give back."""
+    if payload_depth(raw) > MAX_PAYLOAD_DEPTH:
+        return {"truncated": json.dumps(raw, default=str)[:REJECTED_PAYLOAD_MAX]}
     text = json.dumps(raw, default=str)
     if len(text) <= REJECTED_PAYLOAD_MAX:
         return raw

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 import asyncpg  # noqa: E402
+from temporalio.api.common.v1 import Payload, WorkflowExecution  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest  # noqa: E402
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError  # noqa: E402
+from temporalio.common import RawValue  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
@@ -41,16 +45,26 @@ from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
 from domain.principal import parse_keys  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
-from tests.conftest import TicketRig, _bin, register_search_attributes  # noqa: E402
+from tests.conftest import TicketRig, register_search_attributes, venv_binary  # noqa: E402
+from tests.test_domain_teams import POLICY as TEAMS_POLICY  # noqa: E402
 from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
-from tests.test_workflow_business_hours import skip_to_friday_evening  # noqa: E402
+from tests.test_workflow_business_hours import (  # noqa: E402
+    half_day_policies,
+    skip_to_friday_evening,
+    skip_to_half_day_eve,
+)
+from tests.test_workflow_teams import OFFICE as TEAMS_OFFICE_POLICIES  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import history_budget  # noqa: E402
 from workflows.search_attributes import ALL_KEYS  # noqa: E402
 
 Driver = Callable[[TicketRig], Awaitable[None]]
+# A scenario's policies, or a function of the server's clock making them (dates in a calendar)
+Policies = dict[str, Policy] | Callable[[datetime], dict[str, Policy]]
+TEAMS = {"default": TEAMS_POLICY}
+TEAMS_OFFICE = {"default": TEAMS_OFFICE_POLICIES["default"]}
 
 
 # --- drivers: the steps of the suite's workflow tests, without their assertions -------------
@@ -129,8 +143,45 @@ async def malformed_signals(rig: TicketRig) -> None:
     await h.execute_update("assign", {"agent_id": "amy"})
 
 
+async def hostile_payloads(rig: TicketRig) -> None:
+    """Refused where they enter: nested too deep, over the size limit, not JSON (issue 13)."""
+    h = await rig.open()
+    deep = '{"agent_id": "amy", "x": ' + "[" * 199 + "]" * 199 + "}"
+    await h.signal(
+        "respond", RawValue(Payload(metadata={"encoding": b"json/plain"}, data=deep.encode()))
+    )
+    await h.signal("respond", {"agent_id": "amy", "message": "x" * 300_000})
+    await h.signal("respond", RawValue(Payload(metadata={"encoding": b"json/plain"}, data=b"{")))
+    await h.execute_update("respond", {"agent_id": "amy", "message": "still here"})
+
+
+def _json_text(text: str) -> RawValue:
+    return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=text.encode()))
+
+
+async def reset_resume(rig: TicketRig) -> None:
+    """An operator's reset to the first workflow task: the new run resumes from the store."""
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-assign"})
+    client = rig.client
+    completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    done = [e.event_id async for e in h.fetch_history_events() if e.event_type == completed]
+    reset = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=h.id),
+            reason="operator reset",
+            workflow_task_finish_event_id=done[0],
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    again = client.get_workflow_handle(h.id, run_id=reset.run_id)
+    await again.execute_update("respond", {"agent_id": "amy", "message": "back"})
+    rig.handles.append(again)
+
+
 async def invalid_input(rig: TicketRig) -> None:
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"ticket_id": "T 1", "subject": "", "customer_id": "c", "extra": 1},
         {"ticket_id": "T-nope", "subject": "s", "customer_id": "c", "policy": "nope"},
     ]
@@ -169,6 +220,13 @@ async def business_hours(rig: TicketRig) -> None:
         "request_escalation", {"agent_id": "amy", "reason": "x", "to_tier": "L3"}
     )
     await rig.sleep(timedelta(days=10))
+
+
+async def business_hours_dates(rig: TicketRig) -> None:
+    await skip_to_half_day_eve(rig)
+    h = await rig.open(priority="high", policy="office")
+    await h.execute_update("respond", {"agent_id": "amy"})
+    await rig.sleep(timedelta(days=3))
 
 
 async def continue_as_new(rig: TicketRig) -> None:
@@ -246,8 +304,82 @@ async def principals(rig: TicketRig) -> None:
     await h.result()
 
 
+TEAMS_DIRECTORY = """
+[agents.ann]
+name = "Ann"
+tiers = ["L1"]
+[agents.bea]
+name = "Bea"
+tiers = ["billing"]
+[agents.carl]
+name = "Carl"
+tiers = ["billing"]
+[agents.max]
+name = "Max"
+tiers = ["billing-manager"]
+"""
+
+
+async def teams_ack_chain(rig: TicketRig) -> None:
+    """Escalated to billing: auto-assigned, not acknowledged, reassigned, not acknowledged,
+    escalated to the manager (ack_timeout), who acknowledges."""
+    h = await rig.open(category="billing")
+    await h.execute_update("request_escalation", {"agent_id": "ann", "reason": "dispute"})
+    await _until_assigned(h)
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await _until_assigned(h)
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await _until_assigned(h, "max")
+    await h.execute_update("acknowledge", {"agent_id": "max"})
+    await rig.sleep(timedelta(minutes=30))
+
+
+async def teams_transfer(rig: TicketRig) -> None:
+    """Transferred from the default path to billing, assigned, acknowledged by a reply, a
+    refused transfer signal, resolved and closed by the timer."""
+    h = await rig.open(category="hardware")
+    await h.execute_update(
+        "transfer", {"agent_id": "ann", "path": "billing", "to_tier": "billing", "reason": "r"}
+    )
+    who = await _until_assigned(h)
+    await h.execute_update("respond", {"agent_id": who, "message": "on it"})
+    await h.signal("transfer", {"agent_id": who, "path": "nope", "reason": "x"})
+    await h.execute_update("resolve", {"agent_id": who, "resolution": "refunded"})
+    await h.result()
+
+
+async def teams_unavailable(rig: TicketRig) -> None:
+    """Opened at billing where everyone is away: nobody available, tried again after
+    ack_within (a timer), assigned by hand, resolved."""
+    h = await rig.open(path="fast")
+    await rig.sleep(timedelta(minutes=10, seconds=1))
+    await rig.sleep(timedelta(minutes=5))
+    await h.execute_update("assign", {"agent_id": "bea"})  # away, yet she may take it
+    await h.execute_update("resolve", {"agent_id": "bea", "resolution": "refunded"})
+
+
+async def teams_business_hours(rig: TicketRig) -> None:
+    """Auto-assigned at 16:55 on a Friday in Berlin: the ack clock waits for Monday 09:05."""
+    await skip_to_friday_evening(rig)
+    await rig.sleep(timedelta(minutes=5))
+    h = await rig.open(path="fast", policy="default")
+    await _until_assigned(h)
+    await rig.sleep(timedelta(days=2, hours=16, minutes=11))
+    await _until_assigned(h)
+
+
+async def _until_assigned(h: Any, who: str | None = None) -> str:
+    for _ in range(500):
+        view = await h.query("state")
+        assignee = view["assignment"]["assignee"] if view else None
+        if assignee is not None and (who is None or assignee == who):
+            return str(assignee)
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"{h.id}: not assigned")
+
+
 # name -> (driver, server, policies, agent directory)
-SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] = {
+SCENARIOS: dict[str, tuple[Driver, str, Policies | None, str | None]] = {
     "first_response_breach": (first_response_breach, "time", None, None),
     "tier_timeout_chain": (tier_timeout_chain, "time", None, None),
     "agent_request": (agent_request, "time", None, None),
@@ -261,10 +393,22 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
     "top_tier_reminders": (top_tier_reminders, "time", None, None),
     "close_by_agent": (close_by_agent, "time", None, None),
     "business_hours": (business_hours, "time", OFFICE, None),
+    "business_hours_dates": (business_hours_dates, "time", half_day_policies, None),
     "rejected_updates": (rejected_updates, "dev", None, None),
+    "hostile_payloads": (hostile_payloads, "time", None, None),
+    "reset_resume": (reset_resume, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
     "continue_as_new": (continue_as_new, "time", None, None),
     "principals": (principals, "dev", None, DIRECTORY),
+    "teams_ack_chain": (teams_ack_chain, "time", TEAMS, TEAMS_DIRECTORY),
+    "teams_transfer": (teams_transfer, "time", TEAMS, TEAMS_DIRECTORY),
+    "teams_unavailable": (
+        teams_unavailable,
+        "time",
+        TEAMS,
+        TEAMS_DIRECTORY.replace('tiers = ["billing"]', 'tiers = ["billing"]\naway = true'),
+    ),
+    "teams_business_hours": (teams_business_hours, "time", TEAMS_OFFICE, TEAMS_DIRECTORY),
 }
 
 
@@ -274,7 +418,7 @@ SCENARIOS: dict[str, tuple[Driver, str, dict[str, Policy] | None, str | None]] =
 @contextlib.asynccontextmanager
 async def _time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_bin("temporal-test-server"),
+        test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     async with env:
@@ -292,9 +436,14 @@ async def record(name: str, pool: asyncpg.Pool, dev: WorkflowEnvironment) -> lis
             path.write_text(directory)
             agents = AgentActivities(path)
             if name == "principals":
-                agents = AgentActivities(path, PRINCIPAL_KEYS, require_principal=True)
+                agents = AgentActivities(
+                    path, principal_keys=PRINCIPAL_KEYS, require_principal=True
+                )
         task_queue = f"record-{uuid.uuid4()}"
-        chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
+        if callable(policies):
+            chosen = policies(await env.get_current_time())
+        else:
+            chosen = dict(policies if policies is not None else BUILTIN_POLICIES)
         budget = history_budget.CONTINUE_AS_NEW_EVENTS
         if name == "continue_as_new":
             history_budget.CONTINUE_AS_NEW_EVENTS = CAN_BUDGET
@@ -334,7 +483,7 @@ async def record_all(dsn: str, names: list[str]) -> None:
     try:
         await migrate(pool)
         dev = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=_bin("temporal"),
+            dev_server_existing_path=venv_binary("temporal"),
             data_converter=pydantic_data_converter,
             search_attributes=list(ALL_KEYS),
             ui=False,

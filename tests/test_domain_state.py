@@ -1,0 +1,79 @@
+"""The folded state's own checks (domain/state.py): the envelope of every event it applies, the
+terminal status, and the reminder bookkeeping that rule 4's renotify_max decides on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+
+from domain import events as ev
+from domain.policy import DEFAULT_POLICY
+from domain.state import EventMismatch, evolve, fold, reminded, renotify_due
+from tests.test_domain_decider import Story, at
+from workflows.carried import Carried
+
+
+def _next(story: Story, **changes: object) -> ev.DomainEvent:
+    """A well-formed next event for the story's ticket, then changed."""
+    event = ev.DomainEvent(
+        ticket_id=story.ticket_id,
+        seq=len(story.events) + 1,
+        event_id=uuid4(),
+        event_type="CustomerReplied",
+        payload={"message": "hi"},
+        occurred_at=at(minutes=5),
+    )
+    return event.model_copy(update=changes)
+
+
+def test_an_event_of_another_ticket_is_refused_naming_both() -> None:
+    story = Story()
+    with pytest.raises(EventMismatch, match="is of ticket 'T-2', not of ticket 'T-1'"):
+        evolve(story.s, _next(story, ticket_id="T-2"))
+
+
+@pytest.mark.parametrize("seq", [1, 3, 7])
+def test_an_event_out_of_order_is_refused_naming_the_seq_expected(seq: int) -> None:
+    story = Story()  # one event applied
+    with pytest.raises(EventMismatch, match=rf"has seq {seq}, but 1 events are applied .*seq 2"):
+        evolve(story.s, _next(story, seq=seq))
+    assert evolve(story.s, _next(story)).version == 2
+
+
+def test_ticket_opened_must_be_seq_1() -> None:
+    opened = Story().events[0]
+    with pytest.raises(EventMismatch, match="TicketOpened has seq 2"):
+        evolve(None, opened.model_copy(update={"seq": 2}))
+    assert fold([opened]) is not None
+
+
+def test_only_a_closed_ticket_is_terminal() -> None:
+    story = Story()
+    assert not story.s.is_terminal
+    story.act("resolve", at(minutes=1), agent_id="ann", resolution="done")
+    assert not story.s.is_terminal  # a resolved ticket can still reopen
+    story.act("close", at(minutes=2), agent_id="ann")
+    assert story.s.is_terminal
+
+
+def test_reminders_stop_at_renotify_max_as_the_state_counts_them() -> None:
+    story = Story("urgent", policy=DEFAULT_POLICY.model_copy(update={"renotify_max": 2}))
+    story.act("respond", at(minutes=1), agent_id="ann")
+    story.run_until(at(hours=4))  # resolution breached at the top tier
+    first = renotify_due(story.s)
+    assert first == at(hours=5)
+    once = reminded(story.s, first)
+    assert (once.reminders_sent, once.last_reminder_at) == (1, first)
+    second = renotify_due(once)
+    assert second == first + timedelta(hours=1)
+    assert renotify_due(reminded(once, second)) is None  # renotify_max reached
+
+
+def test_the_count_survives_in_the_state_a_continued_run_carries() -> None:
+    story = Story("urgent")
+    state = reminded(story.s, at(hours=5))
+    again = Carried.model_validate_json(Carried(state=state).model_dump_json()).state
+    assert again is not None and again.reminders_sent == 1
+    assert again.last_reminder_at == at(hours=5)
