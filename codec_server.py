@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 import structlog
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi import Response as StarletteResponse
 from google.protobuf import json_format
-from starlette.responses import Response as StarletteResponse
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.limits import json_depth

@@ -12,7 +12,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Caller
 from api.limits import ASGIApp, EdgeLimits, Limits, Message, Receive, Scope, Send
@@ -92,12 +91,16 @@ def create_app(api: Api, limits: Limits | None = None) -> Any:
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
         return problem_response(422, detail, "Invalid request", errors)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        detail = str(exc.detail) if exc.detail else "no such resource"
-        if exc.status_code == 404:
-            detail = f"no such path {request.url.path!r}"
-        return problem_response(exc.status_code, detail, headers=exc.headers)
+    # By status: the router's own 404 and 405 (Starlette's HTTPException) come here too.
+    @app.exception_handler(404)
+    async def _not_found(request: Request, exc: Exception) -> Response:
+        return problem_response(404, f"no such path {request.url.path!r}", "Not found")
+
+    @app.exception_handler(405)
+    async def _not_allowed(request: Request, exc: Exception) -> Response:
+        headers = getattr(exc, "headers", None) or {}
+        detail = f"{request.method} is not allowed on {request.url.path!r}"
+        return problem_response(405, detail, "Method not allowed", headers=headers)
 
     @app.post(
         "/v1/tickets",

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+from fastapi import Response
 from pydantic import BaseModel, ValidationError
-from starlette.responses import Response
 
 MEDIA_TYPE = "application/problem+json"
 

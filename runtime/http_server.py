@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -38,9 +37,10 @@ def bounded_h11(max_connections: int, idle_timeout: float) -> type[H11Protocol]:
             if self.transport.is_closing():
                 return
             if self.cycle is None or self.cycle.response_complete:
-                if self.conn.our_state in (h11.IDLE, h11.DONE):
-                    self.conn.send(h11.ConnectionClosed())
-                self.transport.close()
+                try:
+                    self.timeout_keep_alive_handler()  # uvicorn's own close of an idle one
+                except Exception:  # h11 refuses a close mid-message: drop the connection
+                    self.transport.close()
             # inside a request: the app's own timeouts (body, request) bound it
 
         def on_response_complete(self) -> None:

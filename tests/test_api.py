@@ -96,6 +96,12 @@ async def test_every_route_but_health_needs_a_token(web: ApiRig, headers: dict[s
     assert (await web.http.get("/healthz")).status_code == 200
 
 
+async def test_unknown_paths_and_methods_are_problems(web: ApiRig) -> None:
+    assert "no such path '/v2/nothing'" in problem(await web.http.get("/v2/nothing"), 404)["detail"]
+    r = await web.http.delete("/v1/tickets", headers=web.auth("max"))
+    assert "DELETE is not allowed" in problem(r, 405)["detail"] and "POST" in r.headers["allow"]
+
+
 async def test_forbidden_matrix(web: ApiRig) -> None:
     tid, _ = await web.open()
     act = f"/v1/tickets/{tid}/actions"

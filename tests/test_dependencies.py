@@ -14,7 +14,7 @@ from importlib.metadata import packages_distributions
 from runtime.config import PROJECT_ROOT
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-PRODUCT = ["domain", "workflows", "activities", "store", "runtime", "reports", "tickets"]
+PRODUCT = ["domain", "workflows", "activities", "store", "runtime", "reports", "tickets", "api"]
 TOP_MODULES = ["worker.py", "starter.py", "readside.py", "codec_server.py"]
 # Modules of the dev stack itself: they may use the `devstack` extra.
 DEVSTACK_MODULES = {"runtime/dev.py", "runtime/database.py"}
