@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TextIO
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from domain.durations import parse_duration
 from domain.events import DomainEvent
+from domain.state import fold
 from reports.printable import visible_lines
 from reports.render import render_html, render_text
 from reports.sla import Escalation, Report, Ticket, ack_episodes, build_report
@@ -73,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=projections.DEFAULT_BATCH)
     rb = sub.add_parser("rebuild", help="drop and replay the read models from the log")
     rb.add_argument("--batch-size", type=int, default=projections.DEFAULT_BATCH)
-    sub.add_parser("check", help="compare the read models with a fresh fold of the log")
+    ck = sub.add_parser("check", help="compare the read models with a fresh fold of the log")
+    ck.add_argument(
+        "--workflows",
+        action="store_true",
+        help="also compare each running ticket's workflow state with a fold of its stored events",
+    )
     hi = sub.add_parser("history", help="one ticket's timeline: time, event, who, details")
     hi.add_argument("ticket_id")
     hi.add_argument(
@@ -165,6 +171,48 @@ async def _history(
     return 0
 
 
+async def _check_workflows(pool: asyncpg.Pool, client: Client, out: TextIO) -> list[str]:
+    """Each unclosed stored ticket whose workflow runs: its `state` must be the view of a fold
+    of its stored events. A workflow ahead of the store (appends on their way) is said, not
+    counted; a store ahead of the workflow, or another view at the same version, is a
+    difference."""
+    from domain.view import TicketView, view
+    from workflows.ticket import workflow_id_for
+
+    diffs: list[str] = []
+    checked = ahead = 0
+    for ticket_id, _ in await ticket_facts.unclosed_tickets(pool):
+        handle = client.get_workflow_handle(workflow_id_for(ticket_id))
+        try:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                continue
+            raw = await handle.query("state")
+        except (RPCError, WorkflowQueryFailedError):
+            continue
+        if raw is None:
+            continue
+        state = TicketView.model_validate(raw)
+        stored = fold(e.to_domain() for e in await read_ticket(pool, ticket_id))
+        checked += 1
+        if stored is None or stored.version < state.version:
+            ahead += 1
+            continue
+        if stored.version > state.version:
+            diffs.append(
+                f"{ticket_id}: the store holds {stored.version} events, the workflow"
+                f" {state.version}"
+            )
+        elif view(stored) != state:
+            diffs.append(f"{ticket_id}: the workflow's state differs from a fold of the store")
+    for d in diffs:
+        out.write(visible_lines(d) + "\n")
+    out.write(
+        f"{len(diffs)} differences between {checked} running workflows and the store"
+        f" ({ahead} with events still being stored)\n"
+    )
+    return diffs
+
+
 async def _reconcile(
     args: argparse.Namespace,
     pool: asyncpg.Pool,
@@ -175,8 +223,6 @@ async def _reconcile(
     """Tickets the store holds unclosed whose workflow no longer runs: replay the last run's
     history (workflows/replay.py), append what it decided beyond the store's last seq (the
     same seqs and event ids, so a second reconcile finds nothing), mark the row."""
-    from temporalio.client import WorkflowExecutionStatus
-
     from runtime.temporal import data_converter
     from workflows.replay import decided_events
     from workflows.ticket import workflow_id_for
@@ -264,6 +310,8 @@ async def run(
             f"{len(diffs)} differences between the read models and the log"
             f" (up to position {cp.position})\n"
         )
+        if args.workflows:
+            diffs += await _check_workflows(pool, client or await connect(settings), out)
         return 1 if diffs else 0
     if args.command == "history":
         return await _history(args, pool, client, settings, out)

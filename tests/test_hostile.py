@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.commands import MAX_PAYLOAD_DEPTH, payload_depth
@@ -27,7 +28,7 @@ from domain.state import fold
 from domain.view import TicketView
 from domain.view import view as domain_view
 from runtime.codec import ENCODING, KEY_ID_METADATA, KEYS_ENV
-from runtime.config import Settings
+from runtime.config import PROJECT_ROOT, Settings
 from runtime.temporal import data_converter
 from store.event_store import read_ticket
 from tests.conftest import TicketRig, ticket_worker
@@ -274,3 +275,39 @@ async def test_big_replies_are_stored_in_batches_under_the_blob_limit(dev_rig: T
     replies = [e for e in stored if e.event_type == "AgentResponded"]
     assert len(replies) == 301 and len({e.payload["message"] for e in replies}) == 301
     assert await _runs(dev_rig.client, h.id) >= 2
+
+
+async def test_a_signal_over_the_server_s_blob_limit_never_reaches_the_ticket(
+    dev_rig: TicketRig,
+) -> None:
+    """30 concurrent 1.9 MB Signals got a run terminated (history size) within a second; the
+    server the dev stack runs (like docker-compose's) refuses blobs over 1 MiB at the door."""
+    h, before = await healthy_ticket(dev_rig)
+    huge = json_payload('{"agent_id": "amy", "message": "' + "x" * 1_900_000 + '"}')
+    results = await asyncio.gather(
+        *(h.signal("respond", huge) for _ in range(30)), return_exceptions=True
+    )
+    assert all(isinstance(r, RPCError) for r in results), results
+    await still_healthy(dev_rig, h, before)
+
+
+def test_the_dev_stack_and_compose_set_the_blob_limit_the_budget_absorbs() -> None:
+    import yaml
+
+    from runtime import dev
+
+    cmd = dev.temporal_command("temporal", db_filename="t.db")
+    i = cmd.index("--dynamic-config-value")
+    assert cmd[i + 1] == f"limit.blobSize.error={history_budget.SERVER_BLOB_LIMIT}"
+    config = yaml.safe_load((PROJECT_ROOT / "deploy/temporal-dynamic-config.yaml").read_text())
+    assert config["limit.blobSize.error"] == [{"value": history_budget.SERVER_BLOB_LIMIT}]
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    temporal = compose["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert temporal["volumes"] == [f"./deploy/temporal-dynamic-config.yaml:/etc/temporal/{path}:ro"]
+    # what a ticket writes in one blob stays under it
+    assert history_budget.APPEND_BATCH_BYTES < history_budget.SERVER_BLOB_LIMIT
+    assert (
+        history_budget.CARRIED_EVENT_BYTES + history_budget.CARRIED_INBOX_BYTES
+        <= history_budget.SERVER_BLOB_LIMIT // 2
+    )

@@ -21,7 +21,7 @@ from activities.policy import PolicyActivities
 from domain.policy import BUILTIN_POLICIES
 from domain.state import fold
 from runtime.config import Settings
-from store.event_store import AppendResult, read_ticket
+from store.event_store import AppendResult, append_events, read_ticket
 from tests.conftest import TicketRig, ticket_worker
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.devserver]
@@ -88,3 +88,29 @@ async def test_decided_but_unstored_events_of_a_terminated_ticket_are_stored_onc
         again = await reconcile(db_pool, dev_env, rig.last_id)  # nothing more: exactly once
         assert f"{rig.last_id}: workflow terminated at seq 4; stored 0 decided" in again
         assert len(await read_ticket(db_pool, rig.last_id)) == 4
+
+
+async def test_check_workflows_compares_running_state_with_a_fold_of_the_store(
+    dev_rig: TicketRig,
+) -> None:
+    h = await dev_rig.open()
+    await h.execute_update("assign", {"agent_id": "amy"})
+    out = io.StringIO()
+    args = readside.build_parser().parse_args(["check", "--workflows"])
+    await readside.run(args, dev_rig.pool, settings=Settings(), client=dev_rig.client, out=out)
+    assert dev_rig.last_id not in out.getvalue()  # agrees
+    assert "running workflows and the store" in out.getvalue()
+
+    # an event the workflow never decided, written into the store behind its back
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    forged = (
+        stored[-1].to_domain().model_copy(update={"seq": len(stored) + 1, "event_id": uuid.uuid4()})
+    )
+    await append_events(dev_rig.pool, [forged])
+    out = io.StringIO()
+    code = await readside.run(
+        args, dev_rig.pool, settings=Settings(), client=dev_rig.client, out=out
+    )
+    assert code == 1
+    assert f"{dev_rig.last_id}: the store holds 3 events, the workflow 2" in out.getvalue()
+    await h.terminate("test finished")

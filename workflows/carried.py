@@ -31,6 +31,7 @@ class Pending(BaseModel):
     kept: Any = None
     update: str | None = None
     principal: str | None = None
+    size: int = 0  # bytes of the payload as it came: what carrying it costs
 
 
 class Carried(BaseModel):

@@ -19,3 +19,12 @@ CONTINUE_AS_NEW_MESSAGES = 1_000
 # Bytes of event payloads in one append batch (patch `inbox`): a batch is one activity input,
 # and a blob over the server's limit (2 MB by default) would fail the workflow task.
 APPEND_BATCH_BYTES = 512 * 1024
+
+# What a ticket's budget can absorb of one payload (blob): the server should refuse bigger ones
+# (`limit.blobSize.error`; the dev stack and docker-compose set it, docs/operations.md says why).
+SERVER_BLOB_LIMIT = 1024 * 1024
+
+# What a continued run carries, in payload bytes: its recent events for the `history` query
+# (at most CARRIED_EVENTS) and the inbox it has not decided (patch `inbox`), well under the limit.
+CARRIED_EVENT_BYTES = 256 * 1024
+CARRIED_INBOX_BYTES = 256 * 1024

@@ -187,7 +187,7 @@ class TicketWorkflow:
                         NO_PAYLOAD,
                         Carried(
                             state=self._state,
-                            recent=self._events[-history_budget.CARRIED_EVENTS :],
+                            recent=self._recent(),
                             inbox=self._inbox,
                         ),
                     ]
@@ -364,10 +364,13 @@ class TicketWorkflow:
     def _take_in(self, name: str, raw: RawValue, update: str | None = None) -> None:
         """O(1) for the run: the payload is read (or refused) now, decided by the main loop."""
         self._messages += 1
+        size = len(raw.payload.data) if isinstance(raw, RawValue) else 0
         try:
-            pending = Pending(name=name, value=self._decode(raw), update=update)
+            pending = Pending(name=name, value=self._decode(raw), update=update, size=size)
         except PayloadRefused as exc:
-            pending = Pending(name=name, refused=f"{name}: {exc}", kept=exc.kept, update=update)
+            pending = Pending(
+                name=name, refused=f"{name}: {exc}", kept=exc.kept, update=update, size=size
+            )
         # The handler's principal header travels with the action to the loop that decides it.
         pending.principal = current_principal()
         self._inbox.append(pending)
@@ -412,9 +415,26 @@ class TicketWorkflow:
         """Before continuing as new: answer every Update taken in (new ones are asked to retry,
         see _validate) and store every event; Signals still arriving are carried."""
         self._handing_over = True
-        while any(p.update is not None for p in self._inbox):
+        while any(p.update is not None for p in self._inbox) or (
+            sum(p.size for p in self._inbox) > history_budget.CARRIED_INBOX_BYTES
+        ):
             await self._decide_next()
         await self._drain()
+
+    def _recent(self) -> list[ev.DomainEvent]:
+        """The last events a continued run keeps for its `history` query: at most
+        CARRIED_EVENTS and (patch INBOX) CARRIED_EVENT_BYTES of payloads, so the handover's
+        input stays well under the server's blob limit whatever the tickets' texts."""
+        recent = self._events[-history_budget.CARRIED_EVENTS :]
+        if not self._inbox_on:
+            return recent
+        size, keep = 0, 0
+        for event in reversed(recent):
+            size += len(json.dumps(event.payload, default=str))
+            if size > history_budget.CARRIED_EVENT_BYTES:
+                break
+            keep += 1
+        return recent[len(recent) - keep :]
 
     async def _wait_for_next_deadline(self) -> None:
         """Sleep until the next SLA deadline or reminder, or until anything changes."""
