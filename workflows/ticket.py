@@ -411,11 +411,20 @@ class TicketWorkflow:
         """Before continuing as new: answer every Update taken in (new ones are asked to retry,
         see _validate) and store every event; Signals still arriving are carried."""
         self._handing_over = True
-        while any(p.update is not None for p in self._inbox) or (
+        while True:
+            while self._inbox_blocks_handover():
+                await self._decide_next()
+            await self._drain()
+            # Signals kept arriving while the events were stored: decide them too, until
+            # what is left to carry fits (no await between this check and the handover).
+            if not self._inbox_blocks_handover():
+                return
+
+    def _inbox_blocks_handover(self) -> bool:
+        """An Update still waits for its answer, or the inbox is too big to carry."""
+        return any(p.update is not None for p in self._inbox) or (
             sum(p.size for p in self._inbox) > history_budget.CARRIED_INBOX_BYTES
-        ):
-            await self._decide_next()
-        await self._drain()
+        )
 
     def _recent(self) -> list[ev.DomainEvent]:
         """The last events a continued run keeps for its `history` query: at most
