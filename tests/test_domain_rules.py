@@ -632,3 +632,64 @@ then = { notify = "far" }
 """
     with pytest.raises(PolicyError, match=r"rules\[1\] \(far\)\.after: 3000d of business time"):
         parse_policies(text, "rules.toml")
+
+
+# --- rules explain ------------------------------------------------------------------------------
+
+THREE = (
+    {
+        "name": "vip-urgent-skips-l1",
+        "on": "opened",
+        "if": {"priority": ["urgent"], "tags_any": ["vip"]},
+        "then": {"escalate_to": "L2"},
+    },
+    STALE,
+    {
+        "name": "urgent-escalates-at-once",
+        "on": "priority_changed",
+        "if": {"priority": ["urgent"]},
+        "then": {"escalate_to": "next"},
+    },
+)
+
+
+def test_explain_with_the_recorded_rules_tells_exactly_what_fired() -> None:
+    from domain.rules_explain import explain
+
+    t = Ticket(policy(*THREE), tags=["vip"])
+    t.act("respond", at(minutes=1), agent_id="ann")
+    t.act("change_priority", at(minutes=2), agent_id="ann", priority="high")
+    t.act("change_priority", at(minutes=3), agent_id="ann", priority="urgent")
+    t.act("customer_replied", at(minutes=10))
+    t.run_until(at(hours=3))
+    verdicts = {v.rule.name: v for v in explain(t.events, None, at(hours=3))}
+    explained = sorted((at_, name) for name, v in verdicts.items() for at_, _ in v.fired)
+    assert explained == sorted((when, name) for name, when in t.fired())
+    assert verdicts["vip-urgent-skips-l1"].missed == [
+        (T0, "opened", "priority is 'normal', not 'urgent'")
+    ]
+    assert verdicts["urgent-escalates-at-once"].missed == [
+        (at(minutes=2), "priority_changed", "priority is 'high', not 'urgent'")
+    ]
+    assert verdicts["stale-after-customer-reply"].fired == [
+        (at(hours=2, minutes=10), "elapsed: 2h after customer_replied 2026-03-02 09:10:00")
+    ]
+
+
+def test_explain_tries_other_rules_on_the_same_history() -> None:
+    from domain.rules import Rule
+    from domain.rules_explain import explain
+
+    t = Ticket(DEFAULT_POLICY, priority="urgent", tags=["vip"])
+    t.act("respond", at(minutes=1), agent_id="ann")
+    t.act("customer_replied", at(minutes=10))
+    assert t.fired() == []  # the ticket's policy has no rules
+    tried = [Rule.model_validate(r) for r in THREE]
+    verdicts = {v.rule.name: v for v in explain(t.events, tried, at(hours=1))}
+    assert verdicts["vip-urgent-skips-l1"].fired == [(T0, "opened")]
+    assert verdicts["urgent-escalates-at-once"].fired == []
+    assert verdicts["stale-after-customer-reply"].next_due == at(hours=2, minutes=10)
+    t.act("respond", at(hours=2), agent_id="ann")
+    verdicts = {v.rule.name: v for v in explain(t.events, tried, at(hours=5))}
+    assert verdicts["stale-after-customer-reply"].next_due is None  # answered in time
+    assert verdicts["stale-after-customer-reply"].fired == []
