@@ -143,9 +143,9 @@ class Rule(BaseModel):
     @model_serializer(mode="wrap")
     def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = _without_none(handler(self))
-        data["if"] = data.pop("conditions")
-        if not data["if"]:
-            del data["if"]
+        conditions = data.pop("conditions", None) or data.pop("if", None)  # by alias or not
+        if conditions:
+            data["if"] = conditions
         return {k: data[k] for k in ("name", "on", "after", "since", "if", "then") if k in data}
 
     @property

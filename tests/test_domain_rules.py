@@ -693,3 +693,14 @@ def test_explain_tries_other_rules_on_the_same_history() -> None:
     verdicts = {v.rule.name: v for v in explain(t.events, tried, at(hours=5))}
     assert verdicts["stale-after-customer-reply"].next_due is None  # answered in time
     assert verdicts["stale-after-customer-reply"].fired == []
+
+
+def test_a_policy_with_rules_round_trips_through_the_temporal_data_converter() -> None:
+    """The policy reaches the workflow as a local activity's result: by alias, as the SDK's
+    pydantic converter writes it."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    p = policy(*THREE)
+    converter = pydantic_data_converter.payload_converter
+    [back] = converter.from_payloads(converter.to_payloads([p]), [Policy])
+    assert back == p
