@@ -23,7 +23,15 @@ from temporalio.workflow import NondeterminismError
 
 import workflows.history_budget as history_budget
 from domain.view import TicketView
-from workflows.ticket import NO_PAYLOAD, RELEASE_0_2, TEAMS, Carried, TicketWorkflow
+from workflows.ticket import (
+    NO_PAYLOAD,
+    RELEASE_0_2,
+    RULES,
+    STORE_AT_OPEN,
+    TEAMS,
+    Carried,
+    TicketWorkflow,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,6 +67,8 @@ TEAM_SCENARIOS = {
     "teams_unavailable",
     "teams_business_hours",
 }
+# Tags, next reply and rules (docs/rules.md): recorded behind the tags-rules patch.
+RULE_SCENARIOS = {"rules_elapsed", "rules_priority"}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -89,7 +99,9 @@ def scenario_names(paths: list[Path]) -> set[str]:
 
 
 async def test_every_scenario_has_a_committed_history_from_each_release() -> None:
-    assert scenario_names(CURRENT) == SCENARIOS | SINCE_0_2 | TEAM_SCENARIOS | {"continue_as_new"}
+    assert scenario_names(CURRENT) == (
+        SCENARIOS | SINCE_0_2 | TEAM_SCENARIOS | RULE_SCENARIOS | {"continue_as_new"}
+    )
     assert scenario_names(RELEASE_0_2_FILES) == SCENARIOS | {"continue_as_new"}
     assert scenario_names(RELEASE_0_1) == SCENARIOS
 
@@ -112,7 +124,14 @@ async def test_first_release_histories_take_the_unpatched_path() -> None:
     """Today's recordings carry the RELEASE_0_2 and TEAMS patch markers, release 0.2's only
     the first, the first release's none: all replay (above), so the old paths are still there
     for tickets started before."""
-    assert all(patch_markers(load(p)) == {RELEASE_0_2, TEAMS} for p in CURRENT)
+    rules = [p for p in CURRENT if scenario_names([p]) <= RULE_SCENARIOS]
+    assert len(rules) == 3
+    assert all(
+        patch_markers(load(p)) == {RELEASE_0_2, TEAMS, RULES, STORE_AT_OPEN} for p in rules
+    )
+    assert all(
+        patch_markers(load(p)) == {RELEASE_0_2, TEAMS} for p in CURRENT if p not in rules
+    )
     assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
 
