@@ -5,6 +5,7 @@
     python readside.py check                    compare the read models with a fresh fold; exit 1 if any differ
     python readside.py history T-1001 [--from-workflow]
     python readside.py report [--since 7d] [--until 2026-12-01] [--html report.html]
+    python readside.py reconcile [T-1 ...] [--dry-run]  store what ended workflows decided
 
 Uses DATABASE_URL like the worker (default: the dev stack's embedded PostgreSQL) and migrates the
 schema first, so it works against a fresh database too.
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import TextIO
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from domain.durations import parse_duration
 from domain.errors import PolicyError
 from domain.events import DomainEvent, TicketOpened
 from domain.policy import parse_policies
 from domain.rules_explain import explain
+from domain.state import fold
 from reports.printable import visible_lines
 from reports.render import render_html, render_text
 from reports.rules import render_explanation
@@ -39,10 +42,10 @@ from runtime.database import resolve_database_url
 from runtime.logs import configure_logging
 from runtime.process import stop_on_signals
 from runtime.temporal import connect
-from store import projections, report_queries
+from store import projections, report_queries, ticket_facts
 from store.assignments import auto_assigned_events
 from store.connection import create_pool
-from store.event_store import read_ticket
+from store.event_store import append_events, read_ticket
 from store.schema import migrate
 
 
@@ -76,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=projections.DEFAULT_BATCH)
     rb = sub.add_parser("rebuild", help="drop and replay the read models from the log")
     rb.add_argument("--batch-size", type=int, default=projections.DEFAULT_BATCH)
-    sub.add_parser("check", help="compare the read models with a fresh fold of the log")
+    ck = sub.add_parser("check", help="compare the read models with a fresh fold of the log")
+    ck.add_argument(
+        "--workflows",
+        action="store_true",
+        help="also compare each running ticket's workflow state with a fold of its stored events",
+    )
     hi = sub.add_parser("history", help="one ticket's timeline: time, event, who, details")
     hi.add_argument("ticket_id")
     hi.add_argument(
@@ -84,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the workflow's `history` query (Temporal) and check it against the store",
     )
+    rc = sub.add_parser(
+        "reconcile",
+        help="for tickets whose workflow ended without closing them (terminate, failure): store"
+        " the events the workflow decided but never stored, and mark the read-model row",
+    )
+    rc.add_argument("ticket_ids", nargs="*", metavar="TICKET_ID", help="only these (default: all)")
+    rc.add_argument("--dry-run", action="store_true", help="say what it would store; store nothing")
     rp = sub.add_parser("report", help="SLA report for the tickets opened in a time range")
     rp.add_argument("--since", help="start, inclusive: 2026-11-01, 2026-11-01T09:00 or 7d")
     rp.add_argument("--until", help="end, exclusive (default: now); backlog ages are taken here")
@@ -209,6 +224,108 @@ async def _explain(
     return 0
 
 
+async def _check_workflows(pool: asyncpg.Pool, client: Client, out: TextIO) -> list[str]:
+    """Each unclosed stored ticket whose workflow runs: its `state` must be the view of a fold
+    of its stored events. A workflow ahead of the store (appends on their way) is said, not
+    counted; a store ahead of the workflow, or another view at the same version, is a
+    difference."""
+    from domain.view import TicketView, view
+    from workflows.ticket import workflow_id_for
+
+    diffs: list[str] = []
+    checked = ahead = 0
+    for ticket_id, _ in await ticket_facts.unclosed_tickets(pool):
+        handle = client.get_workflow_handle(workflow_id_for(ticket_id))
+        try:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                continue
+            raw = await handle.query("state")
+        except (RPCError, WorkflowQueryFailedError):
+            continue
+        if raw is None:
+            continue
+        state = TicketView.model_validate(raw)
+        stored = fold(e.to_domain() for e in await read_ticket(pool, ticket_id))
+        checked += 1
+        if stored is None or stored.version < state.version:
+            ahead += 1
+            continue
+        if stored.version > state.version:
+            diffs.append(
+                f"{ticket_id}: the store holds {stored.version} events, the workflow"
+                f" {state.version}"
+            )
+        elif view(stored) != state:
+            diffs.append(f"{ticket_id}: the workflow's state differs from a fold of the store")
+    for d in diffs:
+        out.write(visible_lines(d) + "\n")
+    out.write(
+        f"{len(diffs)} differences between {checked} running workflows and the store"
+        f" ({ahead} with events still being stored)\n"
+    )
+    return diffs
+
+
+async def _reconcile(
+    args: argparse.Namespace,
+    pool: asyncpg.Pool,
+    client: Client | None,
+    settings: Settings,
+    out: TextIO,
+) -> int:
+    """Tickets the store holds unclosed whose workflow no longer runs: replay the last run's
+    history (workflows/replay.py), append what it decided beyond the store's last seq (the
+    same seqs and event ids, so a second reconcile finds nothing), mark the row."""
+    from runtime.temporal import data_converter
+    from workflows.replay import decided_events
+    from workflows.ticket import workflow_id_for
+
+    client = client or await connect(settings)
+    converter = data_converter(settings)
+    found = stored_now = 0
+    only = set(args.ticket_ids)
+    for ticket_id, last_seq in await ticket_facts.unclosed_tickets(pool):
+        if only and ticket_id not in only:
+            continue
+        handle = client.get_workflow_handle(workflow_id_for(ticket_id))
+        try:
+            described = await handle.describe()
+        except RPCError as exc:
+            out.write(f"{ticket_id}: no workflow to read ({exc.message}); left as it is\n")
+            continue
+        if described.status in (None, WorkflowExecutionStatus.RUNNING):
+            continue
+        how = described.status.name.lower()
+        try:
+            decided = await decided_events(await handle.fetch_history(), converter)
+        except RuntimeError as exc:  # e.g. a history an older release wrote, gone from the code
+            out.write(f"{ticket_id}: workflow {how}; cannot replay its history: {exc}\n")
+            continue
+        missing = [e for e in decided if e.seq > last_seq]
+        found += 1
+        verb = "would store" if args.dry_run else "stored"
+        out.write(
+            f"{ticket_id}: workflow {how} at seq {last_seq}; {verb} {len(missing)} decided"
+            f" event(s) the store lacked{_seqs(missing)}\n"
+        )
+        if args.dry_run:
+            continue
+        if missing:
+            await append_events(pool, missing)
+            stored_now += len(missing)
+        await projections.catch_up(pool)
+        await projections.mark_workflow_ended(pool, ticket_id, how)
+    out.write(f"{found} ticket(s) whose workflow ended unclosed; {stored_now} event(s) stored\n")
+    return 0
+
+
+def _seqs(events: list[DomainEvent]) -> str:
+    if not events:
+        return ""
+    first, last = events[0].seq, events[-1].seq
+    return f" (seq {first})" if first == last else f" (seq {first}-{last})"
+
+
 async def _project(pool: asyncpg.Pool, batch_size: int, err: TextIO) -> int:
     stop = stop_on_signals()
     err.write("projecting ticket_events into tickets/escalations; Ctrl-C stops\n")
@@ -246,11 +363,15 @@ async def run(
             f"{len(diffs)} differences between the read models and the log"
             f" (up to position {cp.position})\n"
         )
+        if args.workflows:
+            diffs += await _check_workflows(pool, client or await connect(settings), out)
         return 1 if diffs else 0
     if args.command == "history":
         return await _history(args, pool, client, settings, out)
     if args.command == "rules":
         return await _explain(args, pool, out, err, now())
+    if args.command == "reconcile":
+        return await _reconcile(args, pool, client, settings, out)
     if args.command == "report":
         at = now()
         try:

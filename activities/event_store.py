@@ -58,11 +58,21 @@ def _log() -> FilteringBoundLogger:
     )
 
 
+class StoreLookup(BaseModel):
+    """`stored_ticket`'s input: the ticket, and whether the asking run is a fresh start (not
+    a reset). Passed in and echoed back, so a replay reads the answer from the recorded result:
+    a replayer need not know the run ids the live run saw."""
+
+    ticket_id: str
+    fresh_start: bool
+
+
 class StoredTicket(BaseModel):
     """What the event store holds of a ticket, folded: its state and its last few events."""
 
     state: TicketState
     recent: list[DomainEvent]
+    fresh_start: bool
 
 
 class EventStoreActivities:
@@ -74,14 +84,16 @@ class EventStoreActivities:
         self._policies: dict[str, str] = {}  # ticket -> policy name
 
     @activity.defn(name="stored_ticket")
-    async def stored_ticket(self, ticket_id: str) -> StoredTicket | None:
+    async def stored_ticket(self, lookup: StoreLookup) -> StoredTicket | None:
         """The ticket as its stored events fold, or None when the store holds none: whether
         an id was used before, and where a reset run resumes from. Read-only."""
-        events = [e.to_domain() for e in await read_ticket(self.pool, ticket_id)]
+        events = [e.to_domain() for e in await read_ticket(self.pool, lookup.ticket_id)]
         state = fold(events)
         if state is None:
             return None
-        return StoredTicket(state=state, recent=events[-RECENT_EVENTS:])
+        return StoredTicket(
+            state=state, recent=events[-RECENT_EVENTS:], fresh_start=lookup.fresh_start
+        )
 
     @activity.defn(name="append_events")
     async def append_events(self, batch: AppendBatch) -> AppendResult:

@@ -45,6 +45,7 @@ from typing import IO, Any, TypeVar
 from runtime.config import DATA_DIR, EMBEDDED_PG_DIR, PROJECT_ROOT, Settings
 from runtime.database import embedded_postgres
 from runtime.demo_teams import teams_demo_env
+from workflows.history_budget import SERVER_BLOB_LIMIT
 from workflows.search_attributes import CLI_TYPES
 
 LOCALHOST = "127.0.0.1"
@@ -147,6 +148,8 @@ def temporal_command(
     ]
     for name, cli_type in search_attributes.items():
         cmd += ["--search-attribute", f"{name}={cli_type}"]
+    # One blob no bigger than a ticket's budget absorbs (workflows/history_budget.py).
+    cmd += ["--dynamic-config-value", f"limit.blobSize.error={SERVER_BLOB_LIMIT}"]
     if ui_codec_endpoint:
         cmd += ["--ui-codec-endpoint", ui_codec_endpoint]
     return cmd

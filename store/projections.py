@@ -388,6 +388,14 @@ async def background_projector(
 # --- rebuild and check ----------------------------------------------------------------------------
 
 
+async def mark_workflow_ended(pool: Executor, ticket_id: str, how: str) -> None:
+    """Say on the ticket's row that its workflow ended without closing it (`terminated`...)."""
+    async with connection(pool) as conn:
+        await conn.execute(
+            "UPDATE tickets SET workflow_ended = $2 WHERE ticket_id = $1", ticket_id, how
+        )
+
+
 async def reset(pool: Executor, name: str = TICKETS) -> None:
     """Empty the read models and move the checkpoint back to 0, in one transaction. The update
     locks the checkpoint row first, so a batch in flight commits before, and none interleaves."""

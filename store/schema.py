@@ -269,6 +269,15 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         6,
+        "tickets.workflow_ended: a ticket whose workflow ended without closing it",
+        """
+        -- Set by `readside.py reconcile` (terminated, failed, timed_out, canceled); the
+        -- projector leaves it alone (not a column it folds), a rebuild clears it.
+        ALTER TABLE tickets ADD COLUMN workflow_ended text;
+        """,
+    ),
+    Migration(
+        7,
         "tickets: tags, next-reply figures, rules fired",
         """
         -- Rows projected before are rebuilt by `escalation-readside rebuild`; until then the

@@ -18,6 +18,18 @@ async def ticket_policy(pool: Executor, ticket_id: str) -> str | None:
         )
 
 
+async def unclosed_tickets(pool: Executor) -> list[tuple[str, int]]:
+    """(ticket_id, last seq) of every stored ticket whose last event is not TicketClosed."""
+    async with connection(pool) as conn:
+        rows = await conn.fetch(
+            """
+            SELECT DISTINCT ON (ticket_id) ticket_id, seq, event_type FROM ticket_events
+            ORDER BY ticket_id, seq DESC
+            """
+        )
+    return [(r["ticket_id"], r["seq"]) for r in rows if r["event_type"] != "TicketClosed"]
+
+
 async def priority_before(pool: Executor, ticket_id: str, seq: int) -> str | None:
     """The ticket's priority just before event `seq` (from TicketOpened / PriorityChanged)."""
     async with connection(pool) as conn:

@@ -33,6 +33,7 @@ from runtime.config import PROJECT_ROOT
 from runtime.database import embedded_postgres
 from store.connection import create_pool
 from store.schema import migrate
+from workflows import history_budget
 from workflows.search_attributes import ALL_KEYS, CLI_TYPES
 from workflows.ticket import TicketWorkflow
 
@@ -118,6 +119,11 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=venv_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(ALL_KEYS),
+        # The dev stack's server limits (runtime/dev.py): one blob at most SERVER_BLOB_LIMIT.
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.blobSize.error={history_budget.SERVER_BLOB_LIMIT}",
+        ],
         ui=False,
     )
     async with env:

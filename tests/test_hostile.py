@@ -5,6 +5,7 @@ workflow task fails."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.commands import MAX_PAYLOAD_DEPTH, payload_depth
@@ -26,13 +28,14 @@ from domain.state import fold
 from domain.view import TicketView
 from domain.view import view as domain_view
 from runtime.codec import ENCODING, KEY_ID_METADATA, KEYS_ENV
-from runtime.config import Settings
+from runtime.config import PROJECT_ROOT, Settings
 from runtime.temporal import data_converter
 from store.event_store import read_ticket
 from tests.conftest import TicketRig, ticket_worker
 from tests.test_bad_inputs import healthy_ticket, still_healthy, task_failures
 from tests.test_codec import K1, with_converter
 from tickets import TicketClient
+from workflows import history_budget
 
 pytestmark = pytest.mark.devserver
 
@@ -202,3 +205,109 @@ async def test_a_reset_to_the_first_workflow_task_resumes_from_the_store(
     assert TicketView.model_validate(view) == domain_view(state)
     assert await task_failures(reset) == ["operator reset"]  # the reset's own mark, no other
     dev_rig.handles.append(reset)
+
+
+# --- floods -------------------------------------------------------------------------------------
+
+
+async def _runs(client: Client, workflow_id: str) -> int:
+    return len([w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
+
+
+async def test_a_signal_flood_continues_as_new_on_budget_and_loses_nothing(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handlers only take actions in, so the run continues as new whenever its budget says,
+    carrying what it has not decided yet: 600 Signals at once, budget 100 per run."""
+    monkeypatch.setattr(history_budget, "CONTINUE_AS_NEW_MESSAGES", 100)
+    h = await dev_rig.open()
+    await asyncio.gather(
+        *(
+            h.signal("respond", {"agent_id": "amy", "message": f"m{n}", "request_id": f"f-{n}"})
+            for n in range(600)
+        )
+    )
+    view = await asyncio.wait_for(
+        TicketClient(dev_rig.client, dev_rig.task_queue).respond(dev_rig.last_id, "amy", "last"),
+        timeout=120,
+    )
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    messages = [e.payload["message"] for e in stored if e.event_type == "AgentResponded"]
+    assert sorted(messages) == sorted([f"m{n}" for n in range(600)] + ["last"])
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    assert view.version == len(stored)
+    assert (
+        await _runs(dev_rig.client, h.id) >= 2
+    )  # the first took in 100 and more, then handed over
+
+
+async def test_updates_during_a_continue_as_new_are_retried_and_applied_once(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_budget, "CONTINUE_AS_NEW_MESSAGES", 20)
+    h = await dev_rig.open()
+    tc = TicketClient(dev_rig.client, dev_rig.task_queue)
+    views = await asyncio.wait_for(
+        asyncio.gather(*(tc.respond(dev_rig.last_id, "amy", f"u{n}") for n in range(60))),
+        timeout=180,
+    )
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    messages = sorted(e.payload["message"] for e in stored if e.event_type == "AgentResponded")
+    assert messages == sorted(f"u{n}" for n in range(60))  # each once: no loss, no double
+    assert max(v.version for v in views) == len(stored)
+    assert await _runs(dev_rig.client, h.id) >= 3
+
+
+async def test_big_replies_are_stored_in_batches_under_the_blob_limit(dev_rig: TicketRig) -> None:
+    """1,500 valid 20 KB replies got the run terminated at 53 MB; here 300 replies of 19 KB
+    (5.7 MB, twice the history budget) at once: appended in batches of at most
+    APPEND_BATCH_BYTES, continued as new on the 2 MB budget, every reply stored once."""
+    h = await dev_rig.open()
+    body = "x" * 19_000
+    await asyncio.gather(
+        *(h.signal("respond", {"agent_id": "amy", "message": f"{n}:{body}"}) for n in range(300))
+    )
+    await asyncio.wait_for(
+        TicketClient(dev_rig.client, dev_rig.task_queue).respond(dev_rig.last_id, "amy", "end"),
+        timeout=180,
+    )
+    stored = await read_ticket(dev_rig.pool, dev_rig.last_id)
+    replies = [e for e in stored if e.event_type == "AgentResponded"]
+    assert len(replies) == 301 and len({e.payload["message"] for e in replies}) == 301
+    assert await _runs(dev_rig.client, h.id) >= 2
+
+
+async def test_a_signal_over_the_server_s_blob_limit_never_reaches_the_ticket(
+    dev_rig: TicketRig,
+) -> None:
+    """30 concurrent 1.9 MB Signals got a run terminated (history size) within a second; the
+    server the dev stack runs (like docker-compose's) refuses blobs over 1 MiB at the door."""
+    h, before = await healthy_ticket(dev_rig)
+    huge = json_payload('{"agent_id": "amy", "message": "' + "x" * 1_900_000 + '"}')
+    results = await asyncio.gather(
+        *(h.signal("respond", huge) for _ in range(30)), return_exceptions=True
+    )
+    assert all(isinstance(r, RPCError) for r in results), results
+    await still_healthy(dev_rig, h, before)
+
+
+def test_the_dev_stack_and_compose_set_the_blob_limit_the_budget_absorbs() -> None:
+    import yaml
+
+    from runtime import dev
+
+    cmd = dev.temporal_command("temporal", db_filename="t.db")
+    i = cmd.index("--dynamic-config-value")
+    assert cmd[i + 1] == f"limit.blobSize.error={history_budget.SERVER_BLOB_LIMIT}"
+    config = yaml.safe_load((PROJECT_ROOT / "deploy/temporal-dynamic-config.yaml").read_text())
+    assert config["limit.blobSize.error"] == [{"value": history_budget.SERVER_BLOB_LIMIT}]
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    temporal = compose["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert temporal["volumes"] == [f"./deploy/temporal-dynamic-config.yaml:/etc/temporal/{path}:ro"]
+    # what a ticket writes in one blob stays under it
+    assert history_budget.APPEND_BATCH_BYTES < history_budget.SERVER_BLOB_LIMIT
+    assert (
+        history_budget.CARRIED_EVENT_BYTES + history_budget.CARRIED_INBOX_BYTES
+        <= history_budget.SERVER_BLOB_LIMIT // 2
+    )

@@ -24,6 +24,7 @@ from temporalio.workflow import NondeterminismError
 import workflows.history_budget as history_budget
 from domain.view import TicketView
 from workflows.ticket import (
+    INBOX,
     NO_PAYLOAD,
     RELEASE_0_2,
     RULES,
@@ -60,7 +61,7 @@ SCENARIOS = {
     "authorization",
 }
 # Scenarios added after the first release: only today's workflow recorded them.
-SINCE_0_2 = {"business_hours_dates"}
+SINCE_0_2 = {"business_hours_dates", "hostile_payloads", "reset_resume"}
 TEAM_SCENARIOS = {
     "teams_ack_chain",
     "teams_transfer",
@@ -121,17 +122,19 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the RELEASE_0_2 and TEAMS patch markers, release 0.2's only
-    the first, the first release's none: all replay (above), so the old paths are still there
-    for tickets started before."""
+    """Today's recordings carry the RELEASE_0_2, TEAMS and INBOX patch markers (and STORE_AT_OPEN
+    where the run opened a ticket: not a continued run, not a refused input; RULES in the rule
+    scenarios, recorded since), release 0.2's only the first, the first release's none: all
+    replay (above), so the old paths are still there for tickets started before."""
     rules = [p for p in CURRENT if scenario_names([p]) <= RULE_SCENARIOS]
     assert len(rules) == 3
     assert all(
-        patch_markers(load(p)) == {RELEASE_0_2, TEAMS, RULES, STORE_AT_OPEN} for p in rules
+        patch_markers(load(p)) == {RELEASE_0_2, TEAMS, INBOX, STORE_AT_OPEN, RULES} for p in rules
     )
-    assert all(
-        patch_markers(load(p)) == {RELEASE_0_2, TEAMS} for p in CURRENT if p not in rules
-    )
+    markers = [patch_markers(load(p)) for p in CURRENT if p not in rules]
+    today = {RELEASE_0_2, TEAMS, INBOX}
+    assert all(today <= m <= today | {STORE_AT_OPEN} for m in markers)
+    assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)
     assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
 

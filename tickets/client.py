@@ -232,7 +232,14 @@ class TicketClient:
                 except (CannotConnect, ServerBusy, WorkflowUpdateRPCTimeoutOrCancelledError):
                     if attempt == ACT_ATTEMPTS:
                         raise
-                    await asyncio.sleep(ACT_BACKOFF * 2 ** (attempt - 1))
+                except WorkflowUpdateFailedError as exc:
+                    # The ticket is moving to its next run (continue-as-new): send it again.
+                    moving = isinstance(exc.cause, ApplicationError) and (
+                        exc.cause.type == "TicketBusy"
+                    )
+                    if not moving or attempt == ACT_ATTEMPTS:
+                        raise
+                await asyncio.sleep(ACT_BACKOFF * 2 ** (attempt - 1))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":

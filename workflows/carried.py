@@ -8,11 +8,30 @@ workflow (about 13 ms per ticket in the bench profile).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
 from domain import events as ev
 from domain.state import TicketState
+
+
+class Pending(BaseModel):
+    """An action that arrived and waits in the inbox for the main loop to decide it (since
+    patch `inbox`): its handler only took it in, so a flood never holds up continue-as-new.
+
+    `value`: the payload as JSON values, or, when it was refused on arrival (`refused`, the
+    reason), `kept`: what its ActionRejected records of it. `update`: the Update's id, whose
+    handler waits for the answer (never carried: updates are answered before a handover).
+    """
+
+    name: str
+    value: Any = None
+    refused: str | None = None
+    kept: Any = None
+    update: str | None = None
+    principal: str | None = None
+    size: int = 0  # bytes of the payload as it came: what carrying it costs
 
 
 class Carried(BaseModel):
@@ -26,6 +45,7 @@ class Carried(BaseModel):
     state: TicketState | None = None
     recent: list[ev.DomainEvent] = []  # the last few, for the `history` query
     events: list[ev.DomainEvent] = []
+    inbox: list[Pending] = []  # actions taken in but not decided yet (patch `inbox`)
     # Runs of 0.2.0 and before carried the reminder bookkeeping here; the state holds it now.
     last_reminder_at: datetime | None = None
     reminders_sent: int = 0

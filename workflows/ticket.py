@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.history_budget as history_budget
     from activities.agents import AgentActivities
     from activities.assignment import AssignmentActivities
-    from activities.event_store import AppendBatch, EventStoreActivities
+    from activities.event_store import AppendBatch, EventStoreActivities, StoreLookup
     from activities.policy import PolicyActivities
     from domain import events as ev
     from domain.agents import AuthorizationRequest, Decision
@@ -67,12 +67,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.view import TicketView, view
     from runtime.codec import UNDECRYPTABLE
     from workflows import search_attributes as sa
-    from workflows.carried import Carried
+    from workflows.carried import Carried, Pending
 
 WORKFLOW_TYPE = "TicketWorkflow"
 RELEASE_0_2 = "release-0.2"
 # Since 0.2.1: the event store is asked at open whether it holds the ticket already.
 STORE_AT_OPEN = "store-at-open"
+# Since 0.2.1: Signals and Updates are taken into an inbox that the main loop decides from, so
+# the run can continue as new at any moment, carrying what it has not decided yet.
+INBOX = "inbox"
 # Paths and teams: the path recorded at open, auto-assignment (a local activity), TicketPath.
 TEAMS = "teams-assignment"
 # Tags, next reply and rules (docs/rules.md): the one new command is the TicketTags upsert; the
@@ -137,7 +140,14 @@ class TicketWorkflow:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
+        self._inbox_on: bool | None = None  # INBOX in effect: decided when first needed
+        self._inbox: list[Pending] = []
+        # Update id -> (refusal, None when applied; the version its events reach)
+        self._answers: dict[str, tuple[str | None, int]] = {}
+        self._messages = 0  # Signals and Updates taken in by this run
+        self._handing_over = False  # continuing as new: new Updates are asked to retry
         if carried is not None:
+            self._inbox = list(carried.inbox)
             if carried.state is not None:
                 self._state = carried.state
                 self._events = list(carried.recent)
@@ -159,6 +169,7 @@ class TicketWorkflow:
     async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
         self._v2 = workflow.patched(RELEASE_0_2)
         self._teams = workflow.patched(TEAMS)
+        self._uses_inbox()
         self._rules = workflow.patched(RULES)
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
@@ -166,21 +177,25 @@ class TicketWorkflow:
             await self._open(input)
         self._publish()
         while self._state is not None and not self._state.is_terminal:
-            await self._wait_for_next_deadline()
+            if not self._inbox:
+                await self._wait_for_next_deadline()
             self._raise_if_fatal()
+            await self._decide_inbox()
             self._record(decide(self._state, Tick(), self._clock()))
             await self._assign_if_due()
             if self._history_full():
-                await self._drain()
+                await self._hand_over()
                 workflow.continue_as_new(
                     args=[
                         NO_PAYLOAD,
                         Carried(
                             state=self._state,
-                            recent=self._events[-history_budget.CARRIED_EVENTS :],
+                            recent=self._recent(),
+                            inbox=self._inbox,
                         ),
                     ]
                 )
+        await self._decide_inbox()  # what came with or after the close: refused, answered
         await self._drain()
         appender.cancel()
         assert self._state is not None
@@ -302,16 +317,18 @@ class TicketWorkflow:
         refused (the id was closed, or its workflow ended otherwise); a run that an operator's
         `temporal workflow reset` began takes up the ticket where the store has it, so the
         store's seq 1..n goes on and its stored events are never decided anew."""
+        info = workflow.info()
         stored = await workflow.execute_local_activity_method(
             EventStoreActivities.stored_ticket,
-            ticket_id,
+            StoreLookup(
+                ticket_id=ticket_id, fresh_start=info.run_id == info.first_execution_run_id
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"look up ticket {ticket_id} in the event store",
         )
         if stored is None:
             return False
-        info = workflow.info()
-        if info.run_id == info.first_execution_run_id:
+        if stored.fresh_start:
             raise ApplicationError(
                 f"ticket_id: ticket {ticket_id} already exists in the event store"
                 f" ({stored.state.version} events, status {stored.state.status}); ticket ids"
@@ -331,10 +348,94 @@ class TicketWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
+        if self._inbox_on and self._messages >= history_budget.CONTINUE_AS_NEW_MESSAGES:
+            return True
         return self._v2 and (
             info.get_current_history_length() >= history_budget.CONTINUE_AS_NEW_EVENTS
             or info.get_current_history_size() >= history_budget.CONTINUE_AS_NEW_BYTES
         )
+
+    # --- the inbox (patch INBOX) ------------------------------------------------------------------
+
+    def _uses_inbox(self) -> bool:
+        """Whether this run takes actions into the inbox: decided once, by whichever comes
+        first (the run, or a Signal or Update sent with the start), so replay decides alike."""
+        if self._inbox_on is None:
+            self._inbox_on = workflow.patched(INBOX)
+        return self._inbox_on
+
+    def _take_in(self, name: str, raw: RawValue, update: str | None = None) -> None:
+        """O(1) for the run: the payload is read (or refused) now, decided by the main loop."""
+        self._messages += 1
+        size = len(raw.payload.data) if isinstance(raw, RawValue) else 0
+        try:
+            pending = Pending(name=name, value=self._decode(raw), update=update, size=size)
+        except PayloadRefused as exc:
+            pending = Pending(
+                name=name, refused=f"{name}: {exc}", kept=exc.kept, update=update, size=size
+            )
+        self._inbox.append(pending)
+        self._changed = True
+
+    async def _decide_inbox(self) -> None:
+        """Decide every action taken in, in arrival order; each Update gets its answer."""
+        while self._inbox and self._state is not None:
+            await self._decide_next()
+
+    async def _decide_next(self) -> None:
+        pending = self._inbox.pop(0)
+        refusal = await self._decide_pending(pending)
+        if pending.update is not None:
+            assert self._state is not None
+            self._answers[pending.update] = (refusal, self._state.version)
+
+    async def _decide_pending(self, pending: Pending) -> str | None:
+        """Record the action's events, or its refusal (a Signal's as ActionRejected); returns
+        the refusal's reason, None when applied."""
+        assert self._state is not None
+        name = pending.name
+        if pending.refused is not None:
+            if pending.update is None:
+                self._record([reject(name, pending.refused, pending.kept)])
+            return pending.refused
+        try:
+            action = parse_action(name, pending.value)
+            if not self._already_applied(action):
+                decision = await self._authorize(name, action)
+                if not decision.allowed:
+                    raise ActionRejected(decision.reason or f"{name}: not authorized")
+            payloads = decide(self._state, action, self._clock())
+        except DomainError as exc:
+            if pending.update is None:
+                self._record([reject(name, str(exc), _bounded(pending.value))])
+            return str(exc)
+        self._record(payloads)
+        return None
+
+    async def _hand_over(self) -> None:
+        """Before continuing as new: answer every Update taken in (new ones are asked to retry,
+        see _validate) and store every event; Signals still arriving are carried."""
+        self._handing_over = True
+        while any(p.update is not None for p in self._inbox) or (
+            sum(p.size for p in self._inbox) > history_budget.CARRIED_INBOX_BYTES
+        ):
+            await self._decide_next()
+        await self._drain()
+
+    def _recent(self) -> list[ev.DomainEvent]:
+        """The last events a continued run keeps for its `history` query: at most
+        CARRIED_EVENTS and (patch INBOX) CARRIED_EVENT_BYTES of payloads, so the handover's
+        input stays well under the server's blob limit whatever the tickets' texts."""
+        recent = self._events[-history_budget.CARRIED_EVENTS :]
+        if not self._inbox_on:
+            return recent
+        size, keep = 0, 0
+        for event in reversed(recent):
+            size += len(json.dumps(event.payload, default=str))
+            if size > history_budget.CARRIED_EVENT_BYTES:
+                break
+            keep += 1
+        return recent[len(recent) - keep :]
 
     async def _wait_for_next_deadline(self) -> None:
         """Sleep until the next SLA deadline or reminder, or until anything changes."""
@@ -443,12 +544,25 @@ class TicketWorkflow:
             return self._state.ticket_id
         return workflow.info().workflow_id.removeprefix("ticket-")
 
+    def _next_batch(self) -> list[ev.DomainEvent]:
+        """The next events to append, in seq order: at most APPEND_BATCH_MAX and (patch INBOX)
+        APPEND_BATCH_BYTES of payloads, at least one."""
+        batch = self._outbox[:APPEND_BATCH_MAX]
+        if not self._inbox_on:
+            return batch
+        size = 0
+        for n, event in enumerate(batch):
+            size += len(json.dumps(event.payload, default=str))
+            if n and size > history_budget.APPEND_BATCH_BYTES:
+                return batch[:n]
+        return batch
+
     async def _append_loop(self) -> None:
         """The one writer: batches in seq order, then the notices those events caused."""
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox) or bool(self._notices))
             if self._outbox:
-                batch = self._outbox[:APPEND_BATCH_MAX]
+                batch = self._next_batch()
                 try:
                     await workflow.execute_activity_method(
                         EventStoreActivities.append_events,
@@ -590,6 +704,9 @@ class TicketWorkflow:
 
     async def _apply_signal(self, name: str, raw: RawValue) -> None:
         self._advance(workflow.now())  # the arrival: a time replay reproduces
+        if self._uses_inbox():
+            self._take_in(name, raw)
+            return
         await self._opened()
         async with self._action_lock:
             assert self._state is not None
@@ -615,6 +732,13 @@ class TicketWorkflow:
 
     def _validate(self, name: str, raw: RawValue) -> None:
         """Update validator: refuse before anything is written to history."""
+        if self._handing_over:
+            # A retry reaches the continued run (the client keeps the request_id).
+            raise ApplicationError(
+                f"ticket is moving to a new run (continue-as-new); send {name} again",
+                type="TicketBusy",
+                non_retryable=True,
+            )
         try:
             action = parse_action(name, self._decode(raw))
             if self._state is not None:
@@ -632,6 +756,8 @@ class TicketWorkflow:
 
     async def _apply_update(self, name: str, raw: RawValue) -> TicketView:
         self._advance(workflow.now())  # the arrival: a time replay reproduces
+        if self._uses_inbox():
+            return await self._update_through_inbox(name, raw)
         await self._opened()
         async with self._action_lock:
             assert self._state is not None
@@ -648,6 +774,24 @@ class TicketWorkflow:
                 ) from None
             self._record(payloads)
             version = self._state.version
+        await workflow.wait_condition(
+            lambda: self._appended_seq >= version or self._fatal is not None
+        )
+        self._raise_if_fatal()
+        return view(self._state)
+
+    async def _update_through_inbox(self, name: str, raw: RawValue) -> TicketView:
+        """Take the Update in, wait for the main loop's answer, then for its events stored."""
+        info = workflow.current_update_info()
+        assert info is not None  # inside an Update handler
+        key = info.id
+        self._take_in(name, raw, update=key)
+        await workflow.wait_condition(lambda: key in self._answers or self._fatal is not None)
+        self._raise_if_fatal()
+        refusal, version = self._answers.pop(key)
+        if refusal is not None:
+            raise ApplicationError(refusal, type="ActionRejected", non_retryable=True)
+        assert self._state is not None
         await workflow.wait_condition(
             lambda: self._appended_seq >= version or self._fatal is not None
         )

@@ -28,19 +28,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 import asyncpg  # noqa: E402
+from temporalio.api.common.v1 import Payload, WorkflowExecution  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest  # noqa: E402
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError  # noqa: E402
+from temporalio.common import RawValue  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.agents import AgentActivities  # noqa: E402
 from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
+from runtime.config_files import load_policies  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, register_search_attributes, venv_binary  # noqa: E402
 from tests.test_domain_teams import POLICY as TEAMS_POLICY  # noqa: E402
 from tests.test_replay import CAN_BUDGET  # noqa: E402
 from tests.test_workflow_authorization import DIRECTORY  # noqa: E402
-from runtime.config_files import load_policies  # noqa: E402
 from tests.test_workflow_business_hours import POLICIES as OFFICE  # noqa: E402
 from tests.test_workflow_business_hours import (  # noqa: E402
     half_day_policies,
@@ -134,6 +138,43 @@ async def malformed_signals(rig: TicketRig) -> None:
     await h.signal("no_such_action", {"x": 1})
     await h.signal("respond", {"agent_id": "amy", "message": "x" * 100_000})
     await h.execute_update("assign", {"agent_id": "amy"})
+
+
+async def hostile_payloads(rig: TicketRig) -> None:
+    """Refused where they enter: nested too deep, over the size limit, not JSON (issue 13)."""
+    h = await rig.open()
+    deep = '{"agent_id": "amy", "x": ' + "[" * 199 + "]" * 199 + "}"
+    await h.signal(
+        "respond", RawValue(Payload(metadata={"encoding": b"json/plain"}, data=deep.encode()))
+    )
+    await h.signal("respond", {"agent_id": "amy", "message": "x" * 300_000})
+    await h.signal("respond", RawValue(Payload(metadata={"encoding": b"json/plain"}, data=b"{")))
+    await h.execute_update("respond", {"agent_id": "amy", "message": "still here"})
+
+
+def _json_text(text: str) -> RawValue:
+    return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=text.encode()))
+
+
+async def reset_resume(rig: TicketRig) -> None:
+    """An operator's reset to the first workflow task: the new run resumes from the store."""
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-assign"})
+    client = rig.client
+    completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    done = [e.event_id async for e in h.fetch_history_events() if e.event_type == completed]
+    reset = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=h.id),
+            reason="operator reset",
+            workflow_task_finish_event_id=done[0],
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    again = client.get_workflow_handle(h.id, run_id=reset.run_id)
+    await again.execute_update("respond", {"agent_id": "amy", "message": "back"})
+    rig.handles.append(again)
 
 
 async def invalid_input(rig: TicketRig) -> None:
@@ -362,6 +403,8 @@ SCENARIOS: dict[str, tuple[Driver, str, Policies | None, str | None]] = {
     "business_hours": (business_hours, "time", OFFICE, None),
     "business_hours_dates": (business_hours_dates, "time", half_day_policies, None),
     "rejected_updates": (rejected_updates, "dev", None, None),
+    "hostile_payloads": (hostile_payloads, "time", None, None),
+    "reset_resume": (reset_resume, "dev", None, None),
     "authorization": (authorization, "dev", None, DIRECTORY),
     "continue_as_new": (continue_as_new, "time", None, None),
     "teams_ack_chain": (teams_ack_chain, "time", TEAMS, TEAMS_DIRECTORY),
