@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.view import ElapsedRuleView, FiredRuleView, RulesView
+from domain.policy import DEFAULT_POLICY
+from domain.view import ElapsedRuleView, FiredRuleView, RulesView, view
 from tests.conftest import TicketRig
+from tests.test_domain_rules import Ticket
 from tests.test_tickets_cli import ok, open_ticket, poll_list, run
 from tickets import cli
 
@@ -47,8 +49,9 @@ def test_show_lists_the_rules_that_fired_and_the_next_elapsed_rule() -> None:
         fired=[FiredRuleView(rule="vip-urgent-skips-l1", on="opened", at=now - timedelta(hours=1))],
         next_elapsed=ElapsedRuleView(rule="stale", due=now + timedelta(minutes=30)),
     )
-    lines = cli.render_rules(cli.TicketView.model_construct(rules=rules), now)
+    v = view(Ticket(DEFAULT_POLICY).s)
+    lines = cli.render_rules(v.model_copy(update={"rules": rules}), now)
     assert lines[0] == "  rules fired:"
     assert lines[1].startswith("    vip-urgent-skips-l1 on opened ")
     assert lines[2].startswith("  next rule: stale due in 30m")
-    assert cli.render_rules(cli.TicketView.model_construct(rules=RulesView()), now) == []
+    assert cli.render_rules(v, now) == []
