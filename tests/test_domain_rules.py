@@ -704,3 +704,28 @@ def test_a_policy_with_rules_round_trips_through_the_temporal_data_converter() -
     converter = pydantic_data_converter.payload_converter
     [back] = converter.from_payloads(converter.to_payloads([p]), [Policy])
     assert back == p
+
+
+def test_a_rule_notify_kind_is_routed_by_the_list_form_and_the_per_kind_star() -> None:
+    from domain.channels import parse_channels
+
+    config = parse_channels(
+        """
+[channels.ops]
+type = "webhook"
+url = "https://ops.example.com/hook"
+secret = "s1"
+[channels.pager]
+type = "webhook"
+url = "https://pager.example.com/hook"
+secret = "s2"
+[notify.default]
+L1 = ["ops"]
+[notify.default.L2]
+breach = ["pager"]
+"*" = ["ops"]
+""",
+        "channels.toml",
+    )
+    assert [c.name for c in config.route("default", "L1", "stale")] == ["ops"]
+    assert [c.name for c in config.route("default", "L2", "stale")] == ["ops"]
