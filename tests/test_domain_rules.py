@@ -729,3 +729,61 @@ breach = ["pager"]
     )
     assert [c.name for c in config.route("default", "L1", "stale")] == ["ops"]
     assert [c.name for c in config.route("default", "L2", "stale")] == ["ops"]
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ('rules = "escalate"', "policies.default.rules must be an array of tables"),
+        ("rules = [1, 2]", "policies.default.rules must be an array of tables"),
+        (
+            '[[policies.default.rules]]\nname = "x y"\non = "opened"\nthen = { notify = "n" }',
+            "policies.default.rules[0] (x y).name: String should match pattern",
+        ),
+        (
+            '[[policies.default.rules]]\non = "opened"\nthen = { notify = "n" }',
+            "policies.default.rules[0].name: required field is missing",
+        ),
+        (
+            '[[policies.default.rules]]\nname = "a"\non = "opened"\nif = "urgent"\n'
+            'then = { notify = "n" }',
+            "policies.default.rules[0] (a).if: Input should be",
+        ),
+        (
+            '[[policies.default.rules]]\nname = "a"\non = "elapsed"\nafter = "-1h"\n'
+            'since = "opened"\nthen = { notify = "n" }',
+            "policies.default.rules[0] (a).after: invalid duration '-1h'",
+        ),
+        (
+            '[[policies.default.rules]]\nname = "a"\non = "elapsed"\nafter = "1h"\n'
+            'since = "closed"\nthen = { notify = "n" }',
+            "policies.default.rules[0] (a).since: Input should be",
+        ),
+        (
+            '[[policies.default.rules]]\nname = "a"\non = "opened"\n'
+            'then = { add_tags = ["x"], remove_tags = ["x"] }',
+            "then: tags x are both added and removed",
+        ),
+    ],
+)
+def test_hostile_rule_tables_are_refused_naming_the_key(rules: str, message: str) -> None:
+    head = FILE[: FILE.index("[[policies")]
+    text = (
+        head.replace('tiers = ["L1", "L2", "L3"]', 'tiers = ["L1", "L2", "L3"]\n' + rules)
+        if (rules.startswith("rules ="))
+        else head + rules + "\n"
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policies(text, "rules.toml")
+    assert message in str(info.value)
+
+
+def test_explain_says_when_an_elapsed_rule_waits_for_its_conditions() -> None:
+    from domain.rules import Rule
+    from domain.rules_explain import explain
+
+    t = Ticket(DEFAULT_POLICY)
+    t.act("customer_replied", at(minutes=10))  # status new: the stale rule wants open
+    [verdict] = explain(t.events, [Rule.model_validate(STALE)], at(hours=3))
+    assert verdict.fired == [] and verdict.next_due is None
+    assert verdict.waiting == "due 2026-03-02 11:10:00, waits: status is 'new', not 'open'"
