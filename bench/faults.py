@@ -92,9 +92,23 @@ class Size:
     deadline: float  # generous bound for any wait (recovery, closing, projector)
     long_actions: int = 5_000  # the long ticket's actions
     long_budget: int | None = None  # history events per run; None: the workflow's own
+    flood_seconds: float = 60.0  # the flood's length and rate (actions a second, one ticket)
+    flood_rate: int = 100
 
 
-QUICK = Size(24, 4, 4, 3.0, 5.0, 5.0, 180.0, long_actions=240, long_budget=300)
+QUICK = Size(
+    24,
+    4,
+    4,
+    3.0,
+    5.0,
+    5.0,
+    180.0,
+    long_actions=240,
+    long_budget=300,
+    flood_seconds=10,
+    flood_rate=40,
+)
 FULL = Size(300, 20, 20, 10.0, 30.0, 15.0, 900.0)
 
 
@@ -989,6 +1003,38 @@ async def long_ticket(ctx: Context) -> Row:
     return row
 
 
+async def flood(ctx: Context) -> Row:
+    """bench/flood.py on its own server: one ticket under a steady flood of Signals and Updates,
+    payloads up to the limits and beyond."""
+    from bench import flood as fl
+
+    seconds, rate = ctx.size.flood_seconds, ctx.size.flood_rate
+    say(f"flood: {rate} actions/s for {seconds:.0f} s on one ticket")
+    r = await fl.standalone(seconds, rate)
+    row = Row(
+        "flood",
+        f"{r.sent:,} actions to one ticket in {seconds:.0f} s ({rate}/s): Signals and Updates,"
+        " replies up to 19 KB, every 50th over 256 KiB, every 200th over the 1 MiB blob limit",
+        tickets=1,
+    )
+    gaps = r.handover_gaps
+    checks = {
+        f"continued as new ({r.runs} runs)": r.runs > 1,
+        "every accepted action stored once": r.lost == 0 and r.duplicated == 0,
+        "seq 1..n": r.seq_ok,
+        "no Update given up": r.update_errors == 0,
+        "still running and answering": r.running,
+    }
+    row.checks_total = len(checks)
+    row.checks_passed = sum(checks.values())
+    row.problems = [name for name, ok in checks.items() if not ok] + r.errors[:5]
+    row.checks = f"{row.checks_passed}/{row.checks_total} passed: " + "; ".join(checks)
+    row.lost, row.duplicated, row.failed_workflows = r.lost, r.duplicated, 0 if r.running else 1
+    row.recover_s = max(gaps) if gaps else None  # the longest handover
+    row.data = fl.summary(r)
+    return row
+
+
 async def pii(ctx: Context) -> Row:
     return await pytest_row(
         "PII in Temporal history",
@@ -1007,6 +1053,7 @@ SCENARIOS: dict[str, Scenario] = {
     "replay": replay,
     "long-ticket": long_ticket,
     "pii": pii,
+    "flood": flood,
 }
 
 

