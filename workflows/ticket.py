@@ -78,6 +78,9 @@ STORE_AT_OPEN = "store-at-open"
 INBOX = "inbox"
 # Paths and teams: the path recorded at open, auto-assignment (a local activity), TicketPath.
 TEAMS = "teams-assignment"
+# Tags, next reply and rules (docs/rules.md): the one new command is the TicketTags upsert; the
+# rest is domain behaviour keyed on the policy the ticket recorded.
+RULES = "tags-rules"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
@@ -133,6 +136,7 @@ class TicketWorkflow:
         self._notifying: set[asyncio.Task[None]] = set()  # since 0.2: sent beside the appender
         self._v2 = False  # RELEASE_0_2 in effect (decided once, at the start of run)
         self._teams = False  # TEAMS in effect (likewise)
+        self._rules = False  # RULES in effect (likewise)
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
@@ -166,6 +170,7 @@ class TicketWorkflow:
         self._v2 = workflow.patched(RELEASE_0_2)
         self._teams = workflow.patched(TEAMS)
         self._uses_inbox()
+        self._rules = workflow.patched(RULES)
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
@@ -633,6 +638,8 @@ class TicketWorkflow:
         }
         if self._teams:
             wanted[sa.TICKET_PATH.name] = current.path
+        if self._rules:
+            wanted[sa.TICKET_TAGS.name] = list(current.tags) or None
         updates: list[SearchAttributeUpdate[Any]] = []
         for key in sa.ALL_KEYS:
             if key.name not in wanted:
@@ -934,6 +941,18 @@ class TicketWorkflow:
     @acknowledge.validator
     def _acknowledge_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
         self._validate("acknowledge", payload)
+
+    @workflow.signal(name="tag")
+    async def tag_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("tag", payload)
+
+    @workflow.update(name="tag")
+    async def tag(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("tag", payload)
+
+    @tag.validator
+    def _tag_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("tag", payload)
 
     # --- queries --------------------------------------------------------------------------------
 
