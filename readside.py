@@ -27,10 +27,14 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.service import RPCError
 
 from domain.durations import parse_duration
-from domain.events import DomainEvent
+from domain.errors import PolicyError
+from domain.events import DomainEvent, TicketOpened
+from domain.policy import parse_policies
+from domain.rules_explain import explain
 from domain.state import fold
 from reports.printable import visible_lines
 from reports.render import render_html, render_text
+from reports.rules import render_explanation
 from reports.sla import Escalation, Report, Ticket, ack_episodes, build_report
 from reports.timeline import compare, render_timeline, timeline
 from runtime.config import Settings
@@ -66,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read models, ticket history and SLA reports from the event store.",
         epilog="examples:\n"
         "  python readside.py report --since 7d --html sla.html\n"
-        "  python readside.py history T-1001 --from-workflow",
+        "  python readside.py history T-1001 --from-workflow\n"
+        "  python readside.py rules explain T-1001 --policy-file policies.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-catch-up",
         action="store_true",
         help="report the read model as it is (default: apply pending events first)",
+    )
+    ru = sub.add_parser("rules", help="policy rules on stored tickets")
+    rules_sub = ru.add_subparsers(dest="rules_command", required=True)
+    ex = rules_sub.add_parser(
+        "explain",
+        help="for each rule: when it fired or would fire on this ticket, and why not",
+        description="Folds the ticket's stored events and evaluates each rule as the decider"
+        " does: the rules it recorded at open, or those of --policy-file (try a change on real"
+        " tickets before deploying it).",
+    )
+    ex.add_argument("ticket_id")
+    ex.add_argument(
+        "--policy-file", type=Path, metavar="FILE", help="a policy file (TOML) to try instead"
     )
     return parser
 
@@ -168,6 +186,41 @@ async def _history(
         out.write("the store and the workflow differ:\n" + "".join(f"  {d}\n" for d in diffs))
         return 1
     out.write(f"the store holds the same {len(stored)} events\n")
+    return 0
+
+
+async def _explain(
+    args: argparse.Namespace, pool: asyncpg.Pool, out: TextIO, err: TextIO, at: datetime
+) -> int:
+    stored = [e.to_domain() for e in await read_ticket(pool, args.ticket_id)]
+    if not stored:
+        err.write(f"readside rules explain: ticket {args.ticket_id} is not in the event store\n")
+        return 1
+    opened = stored[0].data()
+    assert isinstance(opened, TicketOpened)
+    rules = None
+    source = f"the policy {opened.policy.name!r} recorded at open"
+    if args.policy_file is not None:
+        try:
+            text = args.policy_file.read_text(encoding="utf-8")
+            policies = parse_policies(text, str(args.policy_file))
+        except OSError as exc:
+            err.write(f"readside rules explain: cannot read {args.policy_file}: {exc.strerror}\n")
+            return 2
+        except PolicyError as exc:
+            err.write(f"readside rules explain: {exc}\n")
+            return 2
+        policy = policies.get(opened.policy.name)
+        if policy is None:
+            err.write(
+                f"readside rules explain: {args.policy_file} has no policy"
+                f" {opened.policy.name!r} (the ticket's)\n"
+            )
+            return 2
+        rules = policy.rules
+        source = f"{args.policy_file} (policy {policy.name!r})"
+    verdicts = explain(stored, rules, at)
+    out.write(render_explanation(args.ticket_id, source, verdicts, recorded=rules is None))
     return 0
 
 
@@ -315,6 +368,8 @@ async def run(
         return 1 if diffs else 0
     if args.command == "history":
         return await _history(args, pool, client, settings, out)
+    if args.command == "rules":
+        return await _explain(args, pool, out, err, now())
     if args.command == "reconcile":
         return await _reconcile(args, pool, client, settings, out)
     if args.command == "report":

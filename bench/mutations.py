@@ -167,7 +167,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- domain/policy.py: what a policy file may say ------------------------------------------
     Mutation(
         "duration-from-a-number",
-        "domain/policy.py",
+        "domain/durations.py",
         '    raise ValueError(f"duration must be text',
         '    return timedelta(seconds=value)\n    raise ValueError(f"duration must be text',
         "a bare number (or `true`) in a policy file becomes a duration in seconds",

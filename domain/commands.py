@@ -17,10 +17,12 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
 from domain.errors import ActionRejected, InvalidTicket, describe_validation_error
 from domain.policy import Priority
+from domain.tags import MAX_TAGS, TagSet
 
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -50,13 +52,17 @@ class OpenTicket(BaseModel):
     policy: Text = Field("default", min_length=1, max_length=128)
     # v2: a path of the policy; without it the category's path, else `default`.
     path: Text | None = Field(None, min_length=1, max_length=32)
+    # v2: at most MAX_TAGS, each `^[a-z0-9][a-z0-9_-]{0,39}$`; kept sorted, each once.
+    tags: TagSet = Field((), max_length=MAX_TAGS)
 
     @model_serializer(mode="wrap")
     def _omit_no_path(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Without a path the input is exactly v1's, so a worker of v1 still accepts it."""
+        """Without a path or tags the input is exactly v1's, so a worker of v1 still accepts it."""
         data: dict[str, Any] = handler(self)
         if data.get("path", ...) is None:
             del data["path"]
+        if not data.get("tags", ()):
+            data.pop("tags", None)
         return data
 
 
@@ -126,6 +132,23 @@ class Acknowledge(Action):
     agent_id: AgentId
 
 
+class Tag(Action):
+    """v2: add and remove tags; refused when nothing would change."""
+
+    agent_id: AgentId
+    add: TagSet = Field((), max_length=MAX_TAGS)
+    remove: TagSet = Field((), max_length=MAX_TAGS)
+
+    @model_validator(mode="after")
+    def _something(self) -> Tag:
+        if not self.add and not self.remove:
+            raise ValueError("give add, remove or both")
+        both = set(self.add) & set(self.remove)
+        if both:
+            raise ValueError(f"tags {', '.join(sorted(both))} are both added and removed")
+        return self
+
+
 # Action name (signal and update name) -> payload model.
 ACTIONS: dict[str, type[Action]] = {
     "assign": Assign,
@@ -139,6 +162,7 @@ ACTIONS: dict[str, type[Action]] = {
     "close": Close,
     "transfer": Transfer,
     "acknowledge": Acknowledge,
+    "tag": Tag,
 }
 
 

@@ -11,23 +11,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from domain import commands as cmd
 from domain import events as ev
+from domain import rule_engine
 from domain.assignment import Choice, ChoiceRequest
 from domain.durations import format_duration
 from domain.errors import ActionRejected, InvalidTicket
 from domain.policy import Policy
 from domain.state import (
+    SLA_DUE,
     TicketState,
     ack_due,
     apply,
     auto_close_due,
+    elapsed_rules_due,
+    evolve,
     first_response_due,
+    next_reply_due,
     resolution_due,
     tier_due,
     warning_due,
 )
+from domain.tags import MAX_TAGS, changed
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ ACTION_VERBS = {
     "close": "close",
     "transfer": "transfer",
     "acknowledge": "acknowledge",
+    "tag": "tag",
 }
 ACTION_NAMES = {model: name for name, model in cmd.ACTIONS.items()}
 
@@ -79,22 +87,43 @@ def decide(state: TicketState | None, command: Command, now: datetime) -> list[e
     if isinstance(command, Open):
         if state is not None:
             raise ActionRejected(f"ticket {state.ticket_id} is already open")
-        return [_open(command)]
+        opened = _open(command)
+        return [opened, *rule_engine.opened(_opened_state(command, opened, now), now)]
     if state is None:
         raise ActionRejected("ticket is not open yet")
     if isinstance(command, Tick):
-        return _tick(state, now)
+        return _tick_with_rules(state, now)
     if isinstance(command, Assigned):
         return _assigned(state, command)
     # Catch up first: a deadline that passed before this action (a late timer, a worker that
     # was down) is decided before the action, so a late `respond` cannot erase a breach.
-    due = _tick(state, now)
+    due = _tick_with_rules(state, now)
     caught_up = _apply_all(state, due, now)
     if command.request_id and command.request_id in caught_up.request_ids:
         return due  # idempotent: already applied
     events = _decide_action(caught_up, command)
     events = _acknowledged_by(caught_up, command, events) + events
-    return due + events + _tick(_apply_all(caught_up, events, now), now)
+    events += rule_engine.react(caught_up, events, now)
+    return due + events + _tick_with_rules(_apply_all(caught_up, events, now), now)
+
+
+def _tick_with_rules(state: TicketState, now: datetime) -> list[ev.EventPayload]:
+    """What is due at `now`, and what the rules make of it."""
+    due = _tick(state, now)
+    return due + rule_engine.react(state, due, now)
+
+
+def _opened_state(command: Open, opened: ev.TicketOpened, now: datetime) -> TicketState:
+    """The ticket as `opened` leaves it, for the rules on `opened`."""
+    envelope = ev.DomainEvent(
+        ticket_id=command.ticket.ticket_id,
+        seq=1,
+        event_id=UUID(int=0),  # never stored: the workflow records `opened` itself
+        event_type=opened.event_type,
+        payload=opened.model_dump(mode="json"),
+        occurred_at=now,
+    )
+    return evolve(None, envelope)
 
 
 def _acknowledged_by(
@@ -125,6 +154,7 @@ def _open(command: Open) -> ev.TicketOpened:
         priority=t.priority,
         category=t.category,
         description=t.description,
+        tags=t.tags,
         tier=tiers[0],
         policy=policy,
         path=path if command.record_path else None,
@@ -231,6 +261,8 @@ def _decide_action(state: TicketState, a: cmd.Action) -> list[ev.EventPayload]:
             if resolved:
                 raise _refuse(state, a)
             return [_acknowledge(state, a)]
+        case cmd.Tag():
+            return [_tag(state, a)]
     raise ActionRejected(f"unknown action {type(a).__name__}")
 
 
@@ -263,6 +295,22 @@ def _transfer(state: TicketState, a: cmd.Transfer) -> ev.TicketTransferred:
         reason=a.reason,
         agent_id=a.agent_id,
         request_id=a.request_id,
+    )
+
+
+def _tag(state: TicketState, a: cmd.Tag) -> ev.TagsChanged:
+    added, removed, tags = changed(state.tags, a.add, a.remove)
+    if not added and not removed:
+        have = ", ".join(state.tags) or "none"
+        raise ActionRejected(
+            f"ticket {state.ticket_id} tags would not change (tags: {have}); nothing to tag"
+        )
+    if len(tags) > MAX_TAGS:
+        raise ActionRejected(
+            f"add: ticket {state.ticket_id} would have {len(tags)} tags; at most {MAX_TAGS}"
+        )
+    return ev.TagsChanged(
+        added=added, removed=removed, tags=tags, agent_id=a.agent_id, request_id=a.request_id
     )
 
 
@@ -340,21 +388,23 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
         return out
 
     # Rule 5: a warning only when the breach itself is not already due.
-    for metric in ("first_response", "resolution"):
+    metrics: tuple[ev.Metric, ...] = ("first_response", "resolution", "next_reply")
+    for metric in metrics:
         due = warning_due(s, metric)
-        sla_due = first_response_due(s) if metric == "first_response" else resolution_due(s)
+        sla_due = SLA_DUE[metric](s)
         if passed(due) and not passed(sla_due):
             assert sla_due is not None
             emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))
 
-    # Rule 2: first-response breach escalates one tier, which also restarts the tier clock.
+    # Rule 2: first-response breach escalates one tier (unless the policy's escalate_on
+    # leaves it out), which also restarts the tier clock.
     fr_due = first_response_due(s)
     escalated = False
     if passed(fr_due):
         assert fr_due is not None
         emit(ev.SlaBreached(metric="first_response", tier=s.tier, due_at=fr_due))
         nxt = s.next_tier()
-        if nxt is not None:
+        if nxt is not None and s.policy.escalates_on("first_response"):
             budget = format_duration(s.targets.first_response)
             emit(
                 ev.TicketEscalated(
@@ -362,6 +412,25 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
                     to_tier=nxt,
                     trigger="first_response_breach",
                     reason=f"no first response within {budget}",
+                )
+            )
+            escalated = True
+
+    # Next reply: its own clock beside first response; escalates only if escalate_on says.
+    nr_due = next_reply_due(s)
+    if passed(nr_due):
+        assert nr_due is not None
+        emit(ev.SlaBreached(metric="next_reply", tier=s.tier, due_at=nr_due))
+        nxt = s.next_tier()
+        if not escalated and nxt is not None and s.policy.escalates_on("next_reply"):
+            target = s.targets.next_reply
+            assert target is not None
+            emit(
+                ev.TicketEscalated(
+                    from_tier=s.tier,
+                    to_tier=nxt,
+                    trigger="next_reply_breach",
+                    reason=f"no reply to the customer within {format_duration(target)}",
                 )
             )
             escalated = True
@@ -402,6 +471,12 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
     if passed(res_due):
         assert res_due is not None
         emit(ev.SlaBreached(metric="resolution", tier=s.tier, due_at=res_due))
+
+    # Elapsed rules, each exactly at its due time and once per since moment.
+    for rule, due, since in elapsed_rules_due(s):
+        if due <= now and rule_engine.elapsed_still_due(s, rule, since):
+            for data in rule_engine.fire(s, rule, now, since):
+                emit(data)
     return out
 
 

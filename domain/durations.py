@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
 
 MAX_DURATION = timedelta(days=3650)  # beyond this a due time is not a date any more
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
@@ -38,3 +41,22 @@ def format_duration(value: timedelta) -> str:
         if count:
             out.append(f"{count}{unit}")
     return "".join(out)
+
+
+def _to_timedelta(value: Any) -> Any:
+    """Durations are written as text (`15m`); a timedelta is accepted from code, whole seconds."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, timedelta):
+        if value.microseconds or value <= timedelta(0) or value > MAX_DURATION:
+            raise ValueError(f"duration {value} must be whole seconds between 1s and 3650d")
+        return value
+    raise ValueError(f"duration must be text such as '90s', '4h' or '1h30m', got {value!r}")
+
+
+# Written and read as `15m`/`1h30m`, so a recorded policy reads like the file it came from.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str),
+]

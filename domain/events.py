@@ -6,21 +6,46 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from domain.policy import Policy, Priority
+from domain.tags import TagSet
+from domain.vocabulary import Metric as Metric  # re-exported: callers import it from here
 
-Metric = Literal["first_response", "resolution"]
-Trigger = Literal["first_response_breach", "tier_timeout", "agent_request", "ack_timeout"]
+Trigger = Literal[
+    "first_response_breach",
+    "tier_timeout",
+    "agent_request",
+    "ack_timeout",
+    "next_reply_breach",  # v2: only when the policy's escalate_on names next_reply
+    "rule",  # v2: an escalation a rule caused (the event names the rule)
+]
 
 
 class EventPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     event_type: ClassVar[str]
+    # Fields added after events of this type were first stored: left out while unset, so
+    # such an event records exactly as it did before they existed.
+    omit_unset: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.event_type = cls.__name__
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in self.omit_unset:
+            if data.get(key, ...) in (None, [], ()):
+                data.pop(key, None)
+        return data
 
 
 class TicketOpened(EventPayload):
@@ -35,6 +60,8 @@ class TicketOpened(EventPayload):
     # the recorded policy's tiers).
     path: str | None = None
     tiers: tuple[str, ...] | None = None
+    tags: TagSet = ()  # v2
+    omit_unset = ("tags",)
 
 
 class TicketAssigned(EventPayload):
@@ -67,8 +94,10 @@ class TicketTransferred(EventPayload):
     from_tier: str
     to_tier: str
     reason: str
-    agent_id: str
+    agent_id: str | None  # None when a rule transferred it
     request_id: str | None = None
+    rule: str | None = None
+    omit_unset = ("rule",)
 
 
 class AgentResponded(EventPayload):
@@ -109,14 +138,40 @@ class TicketEscalated(EventPayload):
     reason: str | None = None
     agent_id: str | None = None
     request_id: str | None = None
+    rule: str | None = None
+    omit_unset = ("rule",)
 
 
 class PriorityChanged(EventPayload):
-    agent_id: str
+    agent_id: str | None  # None when a rule changed it
     from_priority: Priority
     to_priority: Priority
     reason: str | None = None
     request_id: str | None = None
+    rule: str | None = None
+    omit_unset = ("rule",)
+
+
+class TagsChanged(EventPayload):
+    """v2: `added` and `removed` are what changed, `tags` the ticket's tags after it."""
+
+    added: TagSet = ()
+    removed: TagSet = ()
+    tags: TagSet = ()
+    agent_id: str | None = None
+    request_id: str | None = None
+    rule: str | None = None
+    omit_unset = ("rule",)
+
+
+class RuleFired(EventPayload):
+    """v2: a rule's conditions held on its trigger; the events it caused follow, each naming
+    it. `since` is the moment an elapsed rule counted from (it fires once per moment)."""
+
+    rule: str
+    on: str
+    since: datetime | None = None
+    notify: str | None = None
 
 
 class TicketResolved(EventPayload):
@@ -165,6 +220,8 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         AssignmentTimedOut,
         AssignmentUnavailable,
         TicketTransferred,
+        TagsChanged,
+        RuleFired,
     )
 }
 

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain import events as ev
 from domain.durations import format_duration
+from domain.rules import KIND_PATTERN
 from domain.state import TicketState
 
 Kind = Literal[
     "at_risk", "breach", "escalated", "breach_reminder", "assigned", "unassigned", "unacknowledged"
 ]
-METRIC_LABEL = {"first_response": "first response", "resolution": "resolution"}
+METRIC_LABEL = {
+    "first_response": "first response",
+    "resolution": "resolution",
+    "next_reply": "next reply",
+}
+# A rule's `notify` names its own kind (docs/rules.md), routed like any other.
+RuleKind = Annotated[str, Field(pattern=KIND_PATTERN)]
 
 
 class Notification(BaseModel):
     notification_id: str  # deterministic, so a retried delivery is recognised
     ticket_id: str
-    kind: Kind
+    kind: Kind | RuleKind
     tier: str
     subject: str
     message: str
@@ -33,7 +40,7 @@ def notifications_for(state: TicketState, event: ev.DomainEvent) -> list[Notific
     """The notices one recorded event calls for; `state` is the ticket after the event."""
     data = event.data()
 
-    def notice(kind: Kind, tier: str, message: str, assignee: str | None = None) -> Notification:
+    def notice(kind: str, tier: str, message: str, assignee: str | None = None) -> Notification:
         return Notification(
             assignee=assignee,
             notification_id=f"{event.event_id}:{kind}",
@@ -66,6 +73,8 @@ def notifications_for(state: TicketState, event: ev.DomainEvent) -> list[Notific
         within = format_duration(state.team.ack_within)
         msg = f"assigned to {data.assignee} at {state.tier}; acknowledge within {within}"
         return [notice("assigned", state.tier, msg, data.assignee)]
+    if isinstance(data, ev.RuleFired) and data.notify is not None:
+        return [notice(data.notify, state.tier, f"rule {data.rule} ({data.on})")]
     if isinstance(data, ev.AssignmentUnavailable):
         return [notice("unassigned", data.tier, f"nobody assigned: {data.reason}")]
     if isinstance(data, ev.AssignmentTimedOut) and not state.wants_choice and state.at_top_tier:

@@ -17,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
@@ -25,32 +24,15 @@ from pydantic import (
     model_validator,
 )
 
-from domain.durations import MAX_DURATION, format_duration, parse_duration
+from domain.durations import Duration, format_duration
 from domain.errors import PolicyError, describe_validation_error
+from domain.rules import Rule, check_rules, elapsed_durations
+from domain.vocabulary import PRIORITIES as PRIORITIES  # re-exported, as before
+from domain.vocabulary import EscalatingMetric
+from domain.vocabulary import Priority as Priority
 
-Priority = Literal["urgent", "high", "normal", "low"]
-PRIORITIES: tuple[Priority, ...] = ("urgent", "high", "normal", "low")
 ALWAYS = "always"
 _TIER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-
-def _to_timedelta(value: Any) -> Any:
-    """Durations are written as text (`15m`); a timedelta is accepted from code, whole seconds."""
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, timedelta):
-        if value.microseconds or value <= timedelta(0) or value > MAX_DURATION:
-            raise ValueError(f"duration {value} must be whole seconds between 1s and 3650d")
-        return value
-    raise ValueError(f"duration must be text such as '90s', '4h' or '1h30m', got {value!r}")
-
-
-# Written and read as `15m`/`1h30m`, so a recorded policy reads like the file it came from.
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_to_timedelta),
-    PlainSerializer(format_duration, return_type=str),
-]
 
 
 class Targets(BaseModel):
@@ -59,6 +41,8 @@ class Targets(BaseModel):
     first_response: Duration
     resolution: Duration
     tier_budget: Duration
+    # v2: after each customer reply, the next `respond` is due within this (optional).
+    next_reply: Duration | None = None
 
     @field_validator("first_response", "resolution", "tier_budget")
     @classmethod
@@ -66,6 +50,14 @@ class Targets(BaseModel):
         if value <= timedelta(0):
             raise ValueError("must be greater than zero")
         return value
+
+    @model_serializer(mode="wrap")
+    def _omit_no_next_reply(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Targets without next_reply record exactly as before it existed."""
+        data: dict[str, Any] = handler(self)
+        if data.get("next_reply", ...) is None:
+            del data["next_reply"]
+        return data
 
 
 # --- business-hours calendars ------------------------------------------------------------------
@@ -324,6 +316,7 @@ class TeamSettings(BaseModel):
 
 
 MANUAL_TEAM = TeamSettings.model_validate({})
+DEFAULT_ESCALATE_ON: tuple[EscalatingMetric, ...] = ("first_response",)
 
 
 class Policy(BaseModel):
@@ -345,6 +338,10 @@ class Policy(BaseModel):
     # left out of the recorded policy when empty, so a v1 policy records exactly as before.
     paths: dict[str, PathSpec] = {}
     teams: dict[str, TeamSettings] = {}
+    # v2 (docs/rules.md): which breaches escalate, and the policy's rules. Left out of the
+    # recorded policy at their defaults, so a policy without them records as before.
+    escalate_on: tuple[EscalatingMetric, ...] = DEFAULT_ESCALATE_ON
+    rules: tuple[Rule, ...] = ()
 
     @field_validator("tiers")
     @classmethod
@@ -391,17 +388,38 @@ class Policy(BaseModel):
                 )
         return self
 
+    @field_validator("escalate_on")
+    @classmethod
+    def _escalate_on(cls, metrics: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"names a metric twice: {list(metrics)}")
+        return metrics
+
+    @model_validator(mode="after")
+    def _rules_known(self) -> Policy:
+        problems = check_rules(self.rules, teams=self.all_teams(), paths=self.path_names())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_no_calendar(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """A 24x7 policy is recorded exactly as before calendars existed (no `calendar_spec`),
-        a policy without paths or teams as before they existed."""
+        a policy without paths, teams, rules or escalate_on as before they existed."""
         data = handler(self)
         if data.get("calendar_spec", ...) is None:
             del data["calendar_spec"]
         for key in ("paths", "teams"):
             if data.get(key, ...) == {}:
                 del data[key]
+        if data.get("rules", ...) in ((), []):
+            del data["rules"]
+        if tuple(data.get("escalate_on", DEFAULT_ESCALATE_ON)) == DEFAULT_ESCALATE_ON:
+            data.pop("escalate_on", None)
         return data
+
+    def escalates_on(self, metric: str) -> bool:
+        return metric in self.escalate_on
 
     @property
     def top_tier(self) -> str:
@@ -555,8 +573,10 @@ def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str
     limit = spec.weekly_open() * 52 * MAX_CALENDAR_YEARS
     durations = {"renotify_every": policy.renotify_every}
     for priority, targets in policy.targets.items():
-        for field in ("first_response", "resolution", "tier_budget"):
-            durations[f"targets.{priority}.{field}"] = getattr(targets, field)
+        for field in ("first_response", "resolution", "tier_budget", "next_reply"):
+            if getattr(targets, field) is not None:
+                durations[f"targets.{priority}.{field}"] = getattr(targets, field)
+    durations.update(elapsed_durations(policy.rules))
     for team, settings in policy.teams.items():
         durations[f"teams.{team}.ack_within"] = settings.ack_within
         if settings.tier_budget is not None:
@@ -568,6 +588,23 @@ def _check_reachable(policy: Policy, spec: CalendarSpec, where: str, source: str
                 f"than {MAX_CALENDAR_YEARS} years on calendar {spec.name!r} "
                 f"({format_duration(spec.weekly_open())} open a week)"
             )
+
+
+def parse_rules(raw: Any, where: str, source: str) -> tuple[Rule, ...]:
+    """`[[<where>.rules]]`, each validated on its own so an error names the file, the rule
+    (position and name) and the key; the checks against the policy follow in Policy."""
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise PolicyError(f"{source}: {where}.rules must be an array of tables [[{where}.rules]]")
+    out = []
+    for i, table in enumerate(raw):
+        name = table.get("name")
+        at = f"{where}.rules[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+        try:
+            out.append(Rule.model_validate(table))
+        except ValidationError as exc:
+            text = describe_validation_error(exc, at).replace(": Value error, ", ": ")
+            raise PolicyError(f"{source}: {text}") from exc
+    return tuple(out)
 
 
 def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
@@ -607,10 +644,16 @@ def parse_policies(text: str, source: str = "<policy>") -> dict[str, Policy]:
                     f"{source}: {where}.calendar: unknown calendar {calendar!r}"
                     f" (defined: {defined})"
                 )
+        rules = parse_rules(table.get("rules", []), where, source)
+        table = {k: v for k, v in table.items() if k != "rules"}
         try:
             policy = Policy.model_validate({**table, "name": name, "calendar_spec": spec})
         except ValidationError as exc:
             raise PolicyError(f"{source}: {describe_validation_error(exc, where)}") from exc
+        problems = check_rules(rules, teams=policy.all_teams(), paths=policy.path_names())
+        if problems:
+            raise PolicyError(f"{source}: " + "; ".join(f"{where}.{p}" for p in problems))
+        policy = policy.model_copy(update={"rules": rules})  # checked just above
         if spec is not None:
             _check_reachable(policy, spec, where, source)
         policies[name] = policy

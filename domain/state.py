@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
 
 from domain import events as ev
 from domain.calendar import Calendar, Pause, add_active, calendar_for
 from domain.policy import DEFAULT_PATH, Policy, Priority, Targets, TeamSettings
-
-Status = Literal["new", "open", "pending", "resolved", "closed"]
+from domain.rules import Rule, Since, matches
+from domain.vocabulary import Status as Status  # re-exported: callers import it from here
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,14 @@ class EscalationRecord:
     reason: str | None
     agent_id: str | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    rule: str
+    on: str
+    at: datetime
+    since: datetime | None  # an elapsed rule's since moment
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,16 @@ class TicketState:
     choice_since: datetime | None = None
     unavailable_at: datetime | None = None  # the last choice at this visit found nobody
     choice_attempt: int = 0  # choices made at this visit
+    # v2 tags, next reply and rules (docs/rules.md).
+    tags: tuple[str, ...] = ()
+    reply_due_since: datetime | None = None  # the oldest customer reply no respond answered
+    next_reply_warned: bool = False  # for the running next-reply clock
+    next_replies_met: int = 0  # next-reply clocks met by a respond (for reports)
+    # An elapsed rule's since moments: the last customer reply until a respond answers it,
+    # the last respond until the customer replies after it.
+    customer_replied_at: datetime | None = None
+    agent_responded_at: datetime | None = None
+    fired: tuple[FiredRule, ...] = ()
 
     @property
     def is_terminal(self) -> bool:
@@ -186,23 +203,39 @@ def apply(state: TicketState | None, data: ev.EventPayload, at: datetime) -> Tic
             s = replace(s, path=data.to_path, path_tiers=tiers)
             return _enter(s, data.to_tier, at)
         case ev.AgentResponded():
+            met = s.reply_due_since is not None and s.targets.next_reply is not None
             return replace(
                 s,
                 status="open",
                 pauses=_resume(s, at),
                 first_responded_at=s.first_responded_at or at,
+                reply_due_since=None,
+                next_replies_met=s.next_replies_met + (1 if met else 0),
+                agent_responded_at=at,
+                customer_replied_at=None,
             )
         case ev.CustomerAwaited():
             return replace(s, status="pending", pauses=_pause(s, at))
         case ev.CustomerReplied():
+            s = replace(s, customer_replied_at=at, agent_responded_at=None)
+            if s.reply_due_since is None:
+                s = replace(s, reply_due_since=at, next_reply_warned=False)
             if s.status in ("pending", "resolved"):
                 return replace(s, status="open", pauses=_resume(s, at), resolved_at=None)
             return s
         case ev.SlaWarning():
+            if data.metric == "next_reply":
+                return replace(s, next_reply_warned=True)
             return replace(s, warned=s.warned | {data.metric})
         case ev.SlaBreached():
             breach = BreachRecord(data.metric, data.tier, data.due_at, at)
+            if data.metric == "next_reply":  # that clock is over; the next reply starts one
+                s = replace(s, reply_due_since=None)
             return replace(s, breaches=(*s.breaches, breach))
+        case ev.TagsChanged():
+            return replace(s, tags=tuple(data.tags))
+        case ev.RuleFired():
+            return replace(s, fired=(*s.fired, FiredRule(data.rule, data.on, at, data.since)))
         case ev.TicketEscalated():
             escalation = EscalationRecord(
                 data.from_tier, data.to_tier, data.trigger, data.reason, data.agent_id, at
@@ -284,6 +317,7 @@ def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
             path_tiers=data.tiers,
             wants_choice=data.policy.team(data.tier).automatic,
             choice_since=event.occurred_at,
+            tags=tuple(data.tags),
         )
     return apply(state, data, event.occurred_at)
 
@@ -323,14 +357,73 @@ def tier_due(state: TicketState) -> datetime | None:
     return _due(state, state.tier_entered_at, state.targets.tier_budget)
 
 
-SLA_DUE = {"first_response": first_response_due, "resolution": resolution_due}
+def next_reply_due(state: TicketState) -> datetime | None:
+    """The respond due after the oldest unanswered customer reply: only with a next_reply
+    target; independent of the first-response clock (both may run at once)."""
+    target = state.targets.next_reply
+    if target is None or state.reply_due_since is None or state.status in ("resolved", "closed"):
+        return None
+    return _due(state, state.reply_due_since, target)
+
+
+SLA_DUE = {
+    "first_response": first_response_due,
+    "resolution": resolution_due,
+    "next_reply": next_reply_due,
+}
 
 
 def warning_due(state: TicketState, metric: ev.Metric) -> datetime | None:
-    if metric in state.warned or SLA_DUE[metric](state) is None:
+    if SLA_DUE[metric](state) is None:
+        return None
+    if metric == "next_reply":
+        if state.next_reply_warned or state.reply_due_since is None:
+            return None
+        assert state.targets.next_reply is not None
+        return _due(state, state.reply_due_since, state.targets.next_reply * state.policy.warn_at)
+    if metric in state.warned:
         return None
     target: timedelta = getattr(state.targets, metric)
     return _due(state, state.opened_at, target * state.policy.warn_at)
+
+
+def since_moment(state: TicketState, since: Since) -> datetime | None:
+    """The moment an elapsed rule's `after` counts from, if there is one now."""
+    match since:
+        case "opened":
+            return state.opened_at
+        case "customer_replied":
+            return state.customer_replied_at
+        case "agent_responded":
+            return state.agent_responded_at
+        case "tier_entered":
+            return state.tier_entered_at
+
+
+def elapsed_rule_due(state: TicketState, rule: Rule) -> tuple[datetime, datetime] | None:
+    """(due, since moment) of an elapsed rule: `after` of active time on the policy's
+    calendar from its since moment, unless it fired for that moment already. Its conditions
+    are not part of it (see elapsed_rules_due)."""
+    if rule.after is None or rule.since is None or state.status == "closed":
+        return None
+    since = since_moment(state, rule.since)
+    if since is None or any(f.rule == rule.name and f.since == since for f in state.fired):
+        return None
+    due = _due(state, since, rule.after)
+    return None if due is None else (due, since)
+
+
+def elapsed_rules_due(state: TicketState) -> list[tuple[Rule, datetime, datetime]]:
+    """The elapsed rules that will fire, with (due, since), earliest first: those whose
+    conditions hold now (one that does not hold at its due time fires when it comes to)."""
+    out = []
+    for rule in state.policy.rules:
+        if rule.on != "elapsed" or not matches(rule, state):
+            continue
+        clock = elapsed_rule_due(state, rule)
+        if clock is not None:
+            out.append((rule, *clock))
+    return sorted(out, key=lambda r: r[1])
 
 
 def auto_close_due(state: TicketState) -> datetime | None:
@@ -393,6 +486,9 @@ def deadlines(state: TicketState | None) -> list[tuple[str, datetime]]:
         ("auto close", auto_close_due(state)),
         ("acknowledgement", ack_due(state)),
         ("assignment", choice_due(state)),
+        ("next reply warning", warning_due(state, "next_reply")),
+        ("next reply", next_reply_due(state)),
+        *((f"rule {rule.name}", due) for rule, due, _ in elapsed_rules_due(state)),
     ]
     return sorted(((name, due) for name, due in candidates if due is not None), key=lambda c: c[1])
 

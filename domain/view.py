@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -12,7 +13,9 @@ from domain.state import (
     Status,
     TicketState,
     ack_due,
+    elapsed_rules_due,
     first_response_due,
+    next_reply_due,
     resolution_due,
     tier_due,
 )
@@ -40,10 +43,40 @@ class SlaView(BaseModel):
     tier_due: datetime | None
     paused: bool
     breaches: list[BreachView]
+    next_reply_due: datetime | None = None  # v2
 
     def nearest_due(self) -> datetime | None:
-        dues = [d for d in (self.first_response_due, self.resolution_due, self.tier_due) if d]
+        dues = [
+            d
+            for d in (
+                self.first_response_due,
+                self.resolution_due,
+                self.tier_due,
+                self.next_reply_due,
+            )
+            if d
+        ]
         return min(dues) if dues else None
+
+
+class FiredRuleView(BaseModel):
+    rule: str
+    on: str
+    at: datetime
+    since: datetime | None = None
+
+
+class ElapsedRuleView(BaseModel):
+    rule: str
+    due: datetime
+
+
+class RulesView(BaseModel):
+    """v2: the rules that fired, in order, and the next elapsed rule due (while its clock
+    runs and its conditions hold)."""
+
+    fired: list[FiredRuleView] = []
+    next_elapsed: ElapsedRuleView | None = None
 
 
 class AssignmentView(BaseModel):
@@ -78,6 +111,8 @@ class TicketView(BaseModel):
     path: str = "default"
     tiers: list[str] = []
     assignment: AssignmentView | None = None
+    tags: list[str] = []  # v2
+    rules: RulesView = RulesView()  # v2
 
 
 def view(state: TicketState) -> TicketView:
@@ -108,6 +143,7 @@ def view(state: TicketState) -> TicketView:
             tier_due=running(tier_due(state)),
             paused=state.status == "pending",
             breaches=[BreachView(**b.__dict__) for b in state.breaches],
+            next_reply_due=running(next_reply_due(state)),
         ),
         escalations=[EscalationView(**e.__dict__) for e in state.escalations],
         path=state.path_name,
@@ -120,4 +156,15 @@ def view(state: TicketState) -> TicketView:
             acknowledged_at=state.acknowledged_at,
             timeouts=len(state.timed_out),
         ),
+        tags=list(state.tags),
+        rules=_rules(state, running),
+    )
+
+
+def _rules(state: TicketState, running: Callable[[datetime | None], datetime | None]) -> RulesView:
+    upcoming = [] if state.is_terminal else elapsed_rules_due(state)
+    due = running(upcoming[0][1]) if upcoming else None
+    return RulesView(
+        fired=[FiredRuleView(**f.__dict__) for f in state.fired],
+        next_elapsed=ElapsedRuleView(rule=upcoming[0][0].name, due=due) if due else None,
     )

@@ -16,6 +16,7 @@ from reports.sla import (
     DIMENSION_TITLES,
     AckMetrics,
     Metrics,
+    NextReply,
     Report,
     fmt_duration,
     fmt_percent,
@@ -127,6 +128,7 @@ def render_text(report: Report) -> str:
         if acks:
             out += ["", f"acknowledgement by {dim}"]
             out.append(table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
+    out += _v2_sections(report)
     out += [
         "",
         "FR/res SLA: % met of tickets whose first response / resolution SLA is decided;"
@@ -140,6 +142,34 @@ def render_text(report: Report) -> str:
             " timed-out assignments acknowledged within the team's ack_within."
         )
     return "\n".join(out) + "\n"
+
+
+def _v2_sections(report: Report) -> list[str]:
+    """By tag, next reply and rule firings: only when the cohort has any, so a report of
+    tickets without them reads exactly as before."""
+    out: list[str] = []
+    if report.by_tag:
+        out += ["", "by tag (a ticket counts once for each of its tags)"]
+        out.append(table(["tag", *HEADERS], [[g, *_cells(m)] for g, m in report.by_tag]))
+    for dim, groups in report.next_reply_by.items():
+        out += ["", f"next reply by {DIMENSION_TITLES[dim]}"]
+        out.append(
+            table(
+                [DIMENSION_TITLES[dim], *NEXT_REPLY_HEADERS],
+                [[g, *_next_reply_cells(n)] for g, n in groups],
+            )
+        )
+    if report.rules_fired:
+        out += ["", "rule firings by rule"]
+        out.append(table(["rule", "fired"], [[r, str(n)] for r, n in report.rules_fired.items()]))
+    return out
+
+
+NEXT_REPLY_HEADERS = ["met", "breached", "NR SLA"]
+
+
+def _next_reply_cells(n: NextReply) -> list[str]:
+    return [str(n.met), str(n.breached), fmt_percent(n.compliance)]
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -321,6 +351,22 @@ def render_html(report: Report, title: str = "SLA report") -> str:
         if acks:
             out.append(f"<h2>Acknowledgement by {escape(dim)}</h2>")
             out.append(_html_table([dim, *ACK_HEADERS], [[g, *_ack_cells(a)] for g, a in acks]))
+    if report.by_tag:
+        out.append("<h2>By tag</h2>")
+        out.append(_html_table(["tag", *HEADERS], [[g, *_cells(m)] for g, m in report.by_tag]))
+    for dim, replies in report.next_reply_by.items():
+        name = DIMENSION_TITLES[dim]
+        out.append(f"<h2>Next reply by {escape(name)}</h2>")
+        out.append(
+            _html_table(
+                [name, *NEXT_REPLY_HEADERS], [[g, *_next_reply_cells(n)] for g, n in replies]
+            )
+        )
+    if report.rules_fired:
+        out.append("<h2>Rule firings</h2>")
+        out.append(
+            _html_table(["rule", "fired"], [[r, str(n)] for r, n in report.rules_fired.items()])
+        )
     out.append(
         '<p class="note">FR/res SLA: % met of tickets whose first response / resolution SLA is'
         " decided; escalated: % of tickets escalated at least once; FCR (first-contact"

@@ -14,7 +14,10 @@ The report covers the tickets *opened* in `[since, until)` (a cohort), and for t
 - backlog: tickets of the cohort not yet resolved or closed, by current tier and by age at `as_of`.
 
 Everything is grouped overall and by priority, tier (the current one), path, category and
-customer.
+customer, and by tag (a ticket counts in the group of each of its tags).
+
+Next reply (docs/rules.md): % of next-reply clocks met (a respond in time) of those decided (met
+or breached), by priority, tier and path. Rules: firings counted by rule.
 
 Acknowledgement (docs/teams.md), by path and by team, over the auto-assignments of the cohort:
 time to acknowledge (from the assignment; median, p90), reassignments (auto-assignments made
@@ -45,6 +48,7 @@ DIMENSION_TITLES = {
     "customer_id": "customer",
 }
 TRIGGERS = ("first_response_breach", "tier_timeout", "agent_request", "ack_timeout")
+NEXT_REPLY_DIMENSIONS = ("priority", "tier", "path")
 NO_CATEGORY = "(none)"
 # Backlog age buckets: (label, upper bound exclusive); the last one has no bound.
 AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
@@ -74,10 +78,21 @@ class Ticket:
     resolution_breached: bool = False
     escalation_count: int = 0
     path: str | None = None  # null in rows projected before paths: the default path
+    tags: tuple[str, ...] = ()
+    next_reply_met: int = 0
+    next_reply_breached: int = 0
+    rules_fired: tuple[str, ...] = ()  # one entry per firing
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Ticket:
-        ticket = cls(**{f: row[f] for f in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {
+            f: row[f] for f in cls.__dataclass_fields__ if f not in _LATER_FIELDS
+        }
+        for f in _LATER_FIELDS:
+            value = row.get(f)
+            if value is not None:
+                fields[f] = tuple(value) if f in ("tags", "rules_fired") else value
+        ticket = cls(**fields)
         return ticket if ticket.path is not None else replace(ticket, path="default")
 
     @property
@@ -92,6 +107,28 @@ class Ticket:
     def group(self, dimension: str) -> str:
         value = getattr(self, dimension)
         return NO_CATEGORY if value is None else str(value)
+
+
+# Columns added after reports first read rows (v2): a row without them reads as their default.
+_LATER_FIELDS = ("tags", "next_reply_met", "next_reply_breached", "rules_fired")
+
+
+@dataclass(frozen=True)
+class NextReply:
+    met: int
+    breached: int
+
+    @property
+    def compliance(self) -> float | None:
+        return percent(self.met, self.met + self.breached)
+
+
+def next_reply(tickets: Iterable[Ticket]) -> NextReply:
+    tickets = list(tickets)
+    return NextReply(
+        met=sum(t.next_reply_met for t in tickets),
+        breached=sum(t.next_reply_breached for t in tickets),
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +233,15 @@ class Report:
     backlog: dict[str, dict[str, int]]  # tier -> age bucket -> open tickets (tiers with any)
     # "path" / "team" -> [(name, metrics)]: acknowledgement of auto-assignments
     acks_by: dict[str, list[tuple[str, AckMetrics]]] = field(default_factory=dict)
+    # v2: each tag's tickets; next-reply clocks by priority, tier, path; rule firings
+    by_tag: list[tuple[str, Metrics]] = field(default_factory=list)
+    next_reply_by: dict[str, list[tuple[str, NextReply]]] = field(default_factory=dict)
+    rules_fired: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def next_reply_overall(self) -> NextReply:
+        groups = self.next_reply_by.get("priority", [])
+        return NextReply(sum(g.met for _, g in groups), sum(g.breached for _, g in groups))
 
     @property
     def backlog_total(self) -> int:
@@ -335,6 +381,24 @@ def build_report(
     for e in escs:
         triggers[e.trigger] = triggers.get(e.trigger, 0) + 1
 
+    tagged: dict[str, list[Ticket]] = {}
+    for t in cohort:
+        for tag in t.tags:
+            tagged.setdefault(tag, []).append(t)
+    by_tag = [(tag, metrics(tagged[tag])) for tag in sorted(tagged)]
+    next_reply_by: dict[str, list[tuple[str, NextReply]]] = {}
+    if any(t.next_reply_met or t.next_reply_breached for t in cohort):
+        for dim in NEXT_REPLY_DIMENSIONS:
+            nr_groups: dict[str, list[Ticket]] = {}
+            for t in cohort:
+                if t.next_reply_met or t.next_reply_breached:
+                    nr_groups.setdefault(t.group(dim), []).append(t)
+            next_reply_by[dim] = [(v, next_reply(nr_groups[v])) for v in _order(dim, nr_groups)]
+    rules_fired: dict[str, int] = {}
+    for t in cohort:
+        for name in t.rules_fired:
+            rules_fired[name] = rules_fired.get(name, 0) + 1
+
     tiers = _order("tier", {t.tier for t in cohort})
     backlog = {tier: {label: 0 for label, _ in AGE_BUCKETS} for tier in tiers}
     for t in cohort:
@@ -357,6 +421,9 @@ def build_report(
         by=by,
         escalations_by_trigger=triggers,
         backlog=backlog,
+        by_tag=by_tag,
+        next_reply_by=next_reply_by,
+        rules_fired=dict(sorted(rules_fired.items())),
     )
 
 

@@ -34,6 +34,11 @@ def _when(d: datetime) -> str:
     return d.isoformat(timespec="seconds")
 
 
+def _by(agent_id: str | None, rule: str | None) -> str:
+    """Who caused an event an agent or a rule may cause."""
+    return agent_id or (f"rule {rule}" if rule else "system")
+
+
 def describe(data: ev.EventPayload) -> tuple[str, str]:
     """(who, details) of one typed event."""
     match data:
@@ -55,7 +60,7 @@ def describe(data: ev.EventPayload) -> tuple[str, str]:
         case ev.AssignmentUnavailable():
             return "system", f"nobody assigned at {data.tier}: {_clip(data.reason)}"
         case ev.TicketTransferred():
-            return data.agent_id, (
+            return _by(data.agent_id, data.rule), (
                 f"transferred {data.from_path}/{data.from_tier} -> {data.to_path}/{data.to_tier}:"
                 f" {_clip(data.reason)}"
             )
@@ -74,12 +79,22 @@ def describe(data: ev.EventPayload) -> tuple[str, str]:
         case ev.TicketEscalated():
             reason = f": {_clip(data.reason)}" if data.reason else ""
             return (
-                data.agent_id or "system",
+                _by(data.agent_id, data.rule),
                 f"{data.from_tier} -> {data.to_tier} ({data.trigger}){reason}",
             )
         case ev.PriorityChanged():
             reason = f": {_clip(data.reason)}" if data.reason else ""
-            return data.agent_id, f"priority {data.from_priority} -> {data.to_priority}{reason}"
+            return (
+                _by(data.agent_id, data.rule),
+                f"priority {data.from_priority} -> {data.to_priority}{reason}",
+            )
+        case ev.TagsChanged():
+            change = [f"+{t}" for t in data.added] + [f"-{t}" for t in data.removed]
+            return _by(data.agent_id, data.rule), f"tags {' '.join(change)}"
+        case ev.RuleFired():
+            since = f" (since {_when(data.since)})" if data.since else ""
+            notify = f"; notify {data.notify}" if data.notify else ""
+            return "rule", f"rule {data.rule} fired on {data.on}{since}{notify}"
         case ev.TicketResolved():
             return data.agent_id, f"resolved: {_clip(data.resolution)}"
         case ev.TicketReopened():

@@ -72,6 +72,10 @@ TICKET_COLUMNS: tuple[str, ...] = (
     "last_position",
     "path",
     "acknowledged",
+    "tags",
+    "next_reply_met",
+    "next_reply_breached",
+    "rules_fired",
 )
 ESCALATION_COLUMNS: tuple[str, ...] = (
     "ticket_id",
@@ -116,6 +120,10 @@ def ticket_row(state: TicketState, last_position: int) -> dict[str, Any]:
         "path": v.path,
         # Whether the current auto-assignee acknowledged; null without an auto-assignment.
         "acknowledged": (state.acknowledged_at is not None) if state.assigned_auto else None,
+        "tags": list(state.tags),
+        "next_reply_met": state.next_replies_met,
+        "next_reply_breached": sum(1 for b in state.breaches if b.metric == "next_reply"),
+        "rules_fired": [f.rule for f in state.fired],  # one entry per firing, in order
     }
 
 

@@ -276,6 +276,20 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE tickets ADD COLUMN workflow_ended text;
         """,
     ),
+    Migration(
+        7,
+        "tickets: tags, next-reply figures, rules fired",
+        """
+        -- Rows projected before are rebuilt by `escalation-readside rebuild`; until then the
+        -- defaults say what those tickets had: no tags, no next-reply clock, no rules.
+        ALTER TABLE tickets
+            ADD COLUMN tags text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN next_reply_met integer NOT NULL DEFAULT 0,
+            ADD COLUMN next_reply_breached integer NOT NULL DEFAULT 0,
+            ADD COLUMN rules_fired text[] NOT NULL DEFAULT '{}';
+        CREATE INDEX tickets_tags_idx ON tickets USING gin (tags);
+        """,
+    ),
 ]
 
 

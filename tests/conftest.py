@@ -83,6 +83,7 @@ async def register_search_attributes(client: Client) -> None:
         "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
         "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+        "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
     }
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

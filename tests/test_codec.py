@@ -217,10 +217,13 @@ def test_the_worker_refuses_a_bad_key_at_start() -> None:
 
 
 def test_no_search_attribute_is_a_text_field() -> None:
-    # Keyword, Bool, Datetime only: ids, enums, flags and times. A Text attribute (or one named
-    # after subject/description/message) would put ticket text in visibility, unencrypted.
+    # Keyword, Bool, Datetime only: ids, enums, flags and times; and TicketTags, a KeywordList
+    # of tags, which are labels of at most 40 of [a-z0-9_-] (domain/tags.py), never free text.
+    # A Text attribute (or one named after subject/description/message) would put ticket text
+    # in visibility, unencrypted.
     assert {k.name for k in sa.ALL_KEYS} == set(sa.CLI_TYPES)
-    assert set(sa.CLI_TYPES.values()) <= {"Keyword", "Bool", "Datetime"}
+    assert set(sa.CLI_TYPES.values()) <= {"Keyword", "Bool", "Datetime", "KeywordList"}
+    assert [n for n, t in sa.CLI_TYPES.items() if t == "KeywordList"] == ["TicketTags"]
     for name in sa.CLI_TYPES:
         assert not any(w in name.lower() for w in ("subject", "description", "message", "text"))
 

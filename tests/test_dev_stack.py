@@ -33,6 +33,7 @@ def test_temporal_command_registers_every_search_attribute_with_its_type() -> No
     assert registered["TicketSlaDue"] == "Datetime"
     assert registered["TicketStatus"] == "Keyword"
     assert registered["TicketPath"] == "Keyword"  # v2
+    assert registered["TicketTags"] == "KeywordList"  # v2
     assert set(registered.values()) <= VALID_CLI_TYPES
 
 

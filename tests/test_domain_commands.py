@@ -164,6 +164,7 @@ def test_the_contract_action_names() -> None:
         "close",
         "transfer",
         "acknowledge",
+        "tag",
     }
 
 

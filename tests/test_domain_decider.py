@@ -856,6 +856,7 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     "close": {"agent_id": "ann"},
     "transfer": {"agent_id": "ann", "path": "default", "to_tier": "L2", "reason": "x"},
     "acknowledge": {"agent_id": "ann"},
+    "tag": {"agent_id": "ann", "add": ["vip"]},
 }
 VERBS = {
     "assign": "assign",
@@ -869,6 +870,7 @@ VERBS = {
     "close": "close",
     "transfer": "transfer",
     "acknowledge": "acknowledge",
+    "tag": "tag",
 }
 
 
@@ -1020,6 +1022,8 @@ def test_view_has_exactly_the_contract_fields() -> None:
         "path",
         "tiers",
         "assignment",
+        "tags",
+        "rules",
     }
     assert set(data["assignment"]) == {
         "mode",
@@ -1035,6 +1039,7 @@ def test_view_has_exactly_the_contract_fields() -> None:
         "tier_due",
         "paused",
         "breaches",
+        "next_reply_due",
     }
     assert set(data["sla"]["breaches"][0]) == {"metric", "tier", "due_at", "at"}
     assert set(data["escalations"][0]) == {

@@ -27,6 +27,7 @@ from workflows.ticket import (
     INBOX,
     NO_PAYLOAD,
     RELEASE_0_2,
+    RULES,
     STORE_AT_OPEN,
     TEAMS,
     Carried,
@@ -67,6 +68,8 @@ TEAM_SCENARIOS = {
     "teams_unavailable",
     "teams_business_hours",
 }
+# Tags, next reply and rules (docs/rules.md): recorded behind the tags-rules patch.
+RULE_SCENARIOS = {"rules_elapsed", "rules_priority"}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -97,7 +100,9 @@ def scenario_names(paths: list[Path]) -> set[str]:
 
 
 async def test_every_scenario_has_a_committed_history_from_each_release() -> None:
-    assert scenario_names(CURRENT) == SCENARIOS | SINCE_0_2 | TEAM_SCENARIOS | {"continue_as_new"}
+    assert scenario_names(CURRENT) == (
+        SCENARIOS | SINCE_0_2 | TEAM_SCENARIOS | RULE_SCENARIOS | {"continue_as_new"}
+    )
     assert scenario_names(RELEASE_0_2_FILES) == SCENARIOS | {"continue_as_new"}
     assert scenario_names(RELEASE_0_1) == SCENARIOS
 
@@ -118,10 +123,15 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
     """Today's recordings carry the RELEASE_0_2, TEAMS and INBOX patch markers (and STORE_AT_OPEN
-    where the run opened a ticket: not a continued run, not a refused input), release 0.2's
-    only the first, the first release's none: all replay (above), so the old paths are still
-    there for tickets started before."""
-    markers = [patch_markers(load(p)) for p in CURRENT]
+    where the run opened a ticket: not a continued run, not a refused input; RULES in the rule
+    scenarios, recorded since), release 0.2's only the first, the first release's none: all
+    replay (above), so the old paths are still there for tickets started before."""
+    rules = [p for p in CURRENT if scenario_names([p]) <= RULE_SCENARIOS]
+    assert len(rules) == 3
+    assert all(
+        patch_markers(load(p)) == {RELEASE_0_2, TEAMS, INBOX, STORE_AT_OPEN, RULES} for p in rules
+    )
+    markers = [patch_markers(load(p)) for p in CURRENT if p not in rules]
     today = {RELEASE_0_2, TEAMS, INBOX}
     assert all(today <= m <= today | {STORE_AT_OPEN} for m in markers)
     assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)

@@ -80,6 +80,7 @@ async def test_a_fresh_namespace_gets_every_attribute_once(bare_env: WorkflowEnv
     assert after["SlaBreached"] == IndexedValueType.INDEXED_VALUE_TYPE_BOOL
     assert after["TicketSlaDue"] == IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
     assert after["TicketPath"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD  # v2
+    assert after["TicketTags"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST  # v2
     assert set(CLI_TYPES) <= set(after)
 
     again = await register_search_attributes(bare_env.client, FRESH)

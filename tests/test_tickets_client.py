@@ -295,7 +295,12 @@ async def test_a_transport_error_that_lasts_is_reported_after_the_retries(
 ) -> None:
     monkeypatch.setattr(client_module, "ACT_BACKOFF", 0.0)
     tc = TicketClient(dev_rig.client, dev_rig.task_queue)
-    down = _FlakyHandle([RPCError("down", RPCStatusCode.UNAVAILABLE, b"") for _ in range(9)])
+    down = _FlakyHandle(
+        [
+            RPCError("down", RPCStatusCode.UNAVAILABLE, b"")
+            for _ in range(client_module.ACT_ATTEMPTS + 3)
+        ]
+    )
     monkeypatch.setattr(tc, "handle", lambda _tid: down)
     with pytest.raises(CannotConnect):
         await tc.respond("T-1", "ann")

@@ -135,6 +135,8 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
         f" · opened {clock(v.opened_at, now)} ({ago(now - v.opened_at)} ago)",
         f"  path {v.path}: {' → '.join(v.tiers)}",
     ]
+    if v.tags:
+        lines.append(f"  tags {', '.join(v.tags)}")
     lines += render_assignment(v, now)
     sla = []
     if v.first_responded_at:
@@ -145,6 +147,8 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
         sla.append(countdown("resolution", v.sla.resolution_due, now))
     if v.sla.tier_due:
         sla.append(countdown(f"tier {v.tier} budget", v.sla.tier_due, now))
+    if v.sla.next_reply_due:
+        sla.append(countdown("next reply", v.sla.next_reply_due, now))
     if v.sla.paused:
         sla.append("SLA clocks paused: waiting for the customer")
     elif v.status == "resolved" and v.resolved_at:
@@ -171,7 +175,24 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
             )
     else:
         lines.append("  escalations: none")
+    lines += render_rules(v, now)
     return "\n".join(lines)
+
+
+def render_rules(v: TicketView, now: datetime) -> list[str]:
+    """The rules that fired and the next elapsed rule due; nothing for a ticket without."""
+    out = []
+    if v.rules.fired:
+        out.append("  rules fired:")
+        out += [
+            f"    {visible(f.rule)} on {f.on} {clock(f.at, now)}"
+            + (f" (since {clock(f.since, now)})" if f.since else "")
+            for f in v.rules.fired
+        ]
+    if v.rules.next_elapsed is not None:
+        nxt = v.rules.next_elapsed
+        out.append(f"  next rule: {countdown(visible(nxt.rule), nxt.due, now)}")
+    return out
 
 
 def render_assignment(v: TicketView, now: datetime) -> list[str]:
@@ -358,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="longer text")
     p.add_argument("--policy", default="default", help="SLA policy name (default: default)")
     p.add_argument("--path", help="a path of the policy (default: by category, else default)")
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="a tag (repeat for more)"
+    )
 
     add(
         "claim",
@@ -399,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
         "acknowledge a ticket you were auto-assigned (any other action of yours does too)",
         "  tickets ack T-1001 --agent bea\n",
     )
+    p = add(
+        "tag",
+        "add and remove tags (lower-case letters, digits, '_' and '-'; at most 20 a ticket)",
+        "  tickets tag T-1001 --add vip --add eu --remove triage\n",
+    )
+    p.add_argument("--add", action="append", default=[], metavar="TAG", help="a tag to add")
+    p.add_argument("--remove", action="append", default=[], metavar="TAG", help="a tag to remove")
     p = add(
         "wait-customer",
         "set the ticket pending: waiting for the customer; every SLA clock pauses",
@@ -462,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignee", help="assigned to this agent")
     p.add_argument("--tier", help="at this tier, e.g. L2 (a tier's queue)")
     p.add_argument("--path", help="on this path, e.g. billing")
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="with this tag (repeat: all)"
+    )
     p.add_argument("--status", choices=STATUSES, help="in this status")
     p.add_argument("--priority", choices=PRIORITIES, help="of this priority")
     p.add_argument("--customer", help="of this customer id")
@@ -494,6 +528,8 @@ def list_query(args: argparse.Namespace, agent: str | None, now: datetime) -> st
         clauses.append(f"TicketTier = {_quote(args.tier)}")
     if args.path:
         clauses.append(f"TicketPath = {_quote(args.path)}")
+    for tag in getattr(args, "tag", []):
+        clauses.append(f"TicketTags = {_quote(tag)}")
     if args.status:
         clauses.append(f"TicketStatus = {_quote(args.status)}")
     if args.priority:
@@ -531,6 +567,7 @@ ACTION_VERBS = {
     "resolve": "resolved",
     "reopen": "reopened",
     "close": "closed",
+    "tag": "tags changed",
 }
 NEEDS_AGENT = set(ACTION_VERBS) - {"customer-replied", "reopen"}
 
@@ -574,6 +611,8 @@ async def _act(tc: AnyClient, args: argparse.Namespace, agent: str | None) -> Ti
             )
         case "ack":
             return await tc.acknowledge(t, agent or "", request_id=rid)
+        case "tag":
+            return await tc.tag(t, agent or "", add=args.add, remove=args.remove, request_id=rid)
     raise UsageError(f"unknown command {cmd!r}")
 
 
@@ -623,6 +662,8 @@ async def _run(tc: AnyClient, args: argparse.Namespace, agent: str | None, as_js
             )
             if getattr(args, k) is not None
         }
+        if args.tag:
+            fields["tags"] = args.tag
         opened = await tc.open_or_find(fields)
         v = opened.view
         said = "opened" if opened.created else f"ticket {v.ticket_id} already exists (same input)"

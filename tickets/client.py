@@ -90,6 +90,7 @@ class TicketSummary(BaseModel):
     started_at: datetime | None
     closed_at: datetime | None
     path: str | None = None  # v2 (TicketPath); unset on tickets started before paths
+    tags: list[str] = []  # v2 (TicketTags)
 
 
 def _reason(exc: BaseException) -> str:
@@ -136,6 +137,7 @@ def summary_of(wf: WorkflowExecution) -> TicketSummary:
         sla_breached=attrs.get(sa.SLA_BREACHED),
         sla_due=attrs.get(sa.TICKET_SLA_DUE),
         path=attrs.get(sa.TICKET_PATH),
+        tags=list(attrs.get(sa.TICKET_TAGS) or []),
         started_at=wf.start_time,
         closed_at=wf.close_time,
     )
@@ -418,6 +420,23 @@ class TicketClient:
         self, ticket_id: str, agent_id: str, request_id: str | None = None
     ) -> TicketView:
         return await self.act(ticket_id, "acknowledge", agent_id=agent_id, request_id=request_id)
+
+    async def tag(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+        request_id: str | None = None,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id,
+            "tag",
+            agent_id=agent_id,
+            add=add or [],
+            remove=remove or [],
+            request_id=request_id,
+        )
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -26,5 +26,5 @@ SERVER_BLOB_LIMIT = 1024 * 1024
 
 # What a continued run carries, in payload bytes: its recent events for the `history` query
 # (at most CARRIED_EVENTS) and the inbox it has not decided (patch `inbox`), well under the limit.
-CARRIED_EVENT_BYTES = 256 * 1024
-CARRIED_INBOX_BYTES = 256 * 1024
+CARRIED_EVENT_BYTES = 128 * 1024
+CARRIED_INBOX_BYTES = 384 * 1024

@@ -12,6 +12,7 @@ TICKET_CUSTOMER = SearchAttributeKey.for_keyword("TicketCustomer")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 TICKET_SLA_DUE = SearchAttributeKey.for_datetime("TicketSlaDue")
 TICKET_PATH = SearchAttributeKey.for_keyword("TicketPath")  # v2
+TICKET_TAGS = SearchAttributeKey.for_keyword_list("TicketTags")  # v2
 
 ALL_KEYS: tuple[SearchAttributeKey, ...] = (
     TICKET_STATUS,
@@ -22,6 +23,7 @@ ALL_KEYS: tuple[SearchAttributeKey, ...] = (
     SLA_BREACHED,
     TICKET_SLA_DUE,
     TICKET_PATH,
+    TICKET_TAGS,
 )
 
 # For `temporal server start-dev --search-attribute NAME=Type`.
@@ -34,4 +36,5 @@ CLI_TYPES = {
     "SlaBreached": "Bool",
     "TicketSlaDue": "Datetime",
     "TicketPath": "Keyword",
+    "TicketTags": "KeywordList",
 }

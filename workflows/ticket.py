@@ -80,6 +80,9 @@ STORE_AT_OPEN = "store-at-open"
 INBOX = "inbox"
 # Paths and teams: the path recorded at open, auto-assignment (a local activity), TicketPath.
 TEAMS = "teams-assignment"
+# Tags, next reply and rules (docs/rules.md): the one new command is the TicketTags upsert; the
+# rest is domain behaviour keyed on the policy the ticket recorded.
+RULES = "tags-rules"
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
@@ -135,6 +138,7 @@ class TicketWorkflow:
         self._notifying: set[asyncio.Task[None]] = set()  # since 0.2: sent beside the appender
         self._v2 = False  # RELEASE_0_2 in effect (decided once, at the start of run)
         self._teams = False  # TEAMS in effect (likewise)
+        self._rules = False  # RULES in effect (likewise)
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
@@ -168,6 +172,7 @@ class TicketWorkflow:
         self._v2 = workflow.patched(RELEASE_0_2)
         self._teams = workflow.patched(TEAMS)
         self._uses_inbox()
+        self._rules = workflow.patched(RULES)
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
@@ -415,11 +420,20 @@ class TicketWorkflow:
         """Before continuing as new: answer every Update taken in (new ones are asked to retry,
         see _validate) and store every event; Signals still arriving are carried."""
         self._handing_over = True
-        while any(p.update is not None for p in self._inbox) or (
+        while True:
+            while self._inbox_blocks_handover():
+                await self._decide_next()
+            await self._drain()
+            # Signals kept arriving while the events were stored: decide them too, until
+            # what is left to carry fits (no await between this check and the handover).
+            if not self._inbox_blocks_handover():
+                return
+
+    def _inbox_blocks_handover(self) -> bool:
+        """An Update still waits for its answer, or the inbox is too big to carry."""
+        return any(p.update is not None for p in self._inbox) or (
             sum(p.size for p in self._inbox) > history_budget.CARRIED_INBOX_BYTES
-        ):
-            await self._decide_next()
-        await self._drain()
+        )
 
     def _recent(self) -> list[ev.DomainEvent]:
         """The last events a continued run keeps for its `history` query: at most
@@ -628,6 +642,8 @@ class TicketWorkflow:
         }
         if self._teams:
             wanted[sa.TICKET_PATH.name] = current.path
+        if self._rules:
+            wanted[sa.TICKET_TAGS.name] = list(current.tags) or None
         updates: list[SearchAttributeUpdate[Any]] = []
         for key in sa.ALL_KEYS:
             if key.name not in wanted:
@@ -936,6 +952,18 @@ class TicketWorkflow:
     @acknowledge.validator
     def _acknowledge_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
         self._validate("acknowledge", payload)
+
+    @workflow.signal(name="tag")
+    async def tag_signal(self, payload: RawValue = NO_PAYLOAD) -> None:
+        await self._apply_signal("tag", payload)
+
+    @workflow.update(name="tag")
+    async def tag(self, payload: RawValue = NO_PAYLOAD) -> TicketView:
+        return await self._apply_update("tag", payload)
+
+    @tag.validator
+    def _tag_ok(self, payload: RawValue = NO_PAYLOAD) -> None:
+        self._validate("tag", payload)
 
     # --- queries --------------------------------------------------------------------------------
 

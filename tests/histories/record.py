@@ -43,6 +43,7 @@ from api.auth import Caller  # noqa: E402
 from api.principal_client import acting_as, signing_client  # noqa: E402
 from domain.policy import BUILTIN_POLICIES, Policy  # noqa: E402
 from domain.principal import parse_keys  # noqa: E402
+from runtime.config_files import load_policies  # noqa: E402
 from store.connection import create_pool  # noqa: E402
 from store.schema import migrate  # noqa: E402
 from tests.conftest import TicketRig, register_search_attributes, venv_binary  # noqa: E402
@@ -55,6 +56,7 @@ from tests.test_workflow_business_hours import (  # noqa: E402
     skip_to_friday_evening,
     skip_to_half_day_eve,
 )
+from tests.test_workflow_rules import RULES_TOML  # noqa: E402
 from tests.test_workflow_teams import OFFICE as TEAMS_OFFICE_POLICIES  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import history_budget  # noqa: E402
@@ -368,6 +370,36 @@ async def teams_business_hours(rig: TicketRig) -> None:
     await _until_assigned(h)
 
 
+async def rules_elapsed(rig: TicketRig) -> None:
+    """Tagged, answered, the customer replies: two hours later the elapsed rule escalates and
+    notifies; a refused tag signal; the next reply breaches (high: 1h) without escalating."""
+    h = await rig.open(priority="high", tags=["eu"])
+    await h.execute_update("tag", {"agent_id": "ann", "add": ["vip"], "remove": ["eu"]})
+    await h.signal("tag", {"agent_id": "ann", "add": ["vip"]})
+    await h.execute_update("respond", {"agent_id": "ann", "message": "looking"})
+    await h.execute_update("customer_replied", {"message": "still broken"})
+    await rig.sleep(timedelta(hours=2, seconds=5))
+    await h.execute_update("respond", {"agent_id": "ann"})
+
+
+async def rules_priority(rig: TicketRig) -> None:
+    """A VIP urgent ticket skips L1 at open; a normal one raised to urgent escalates at once."""
+    await rig.open(priority="urgent", tags=["vip"])
+    h = await rig.open(priority="normal")
+    await h.execute_update("change_priority", {"agent_id": "ann", "priority": "urgent"})
+    await h.execute_update("resolve", {"agent_id": "ann", "resolution": "fixed"})
+
+
+def _rules_policies() -> dict[str, Policy]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "policies.toml"
+        path.write_text(RULES_TOML)
+        return load_policies(path)
+
+
+RULES = _rules_policies()
+
+
 async def _until_assigned(h: Any, who: str | None = None) -> str:
     for _ in range(500):
         view = await h.query("state")
@@ -409,6 +441,8 @@ SCENARIOS: dict[str, tuple[Driver, str, Policies | None, str | None]] = {
         TEAMS_DIRECTORY.replace('tiers = ["billing"]', 'tiers = ["billing"]\naway = true'),
     ),
     "teams_business_hours": (teams_business_hours, "time", TEAMS_OFFICE, TEAMS_DIRECTORY),
+    "rules_elapsed": (rules_elapsed, "time", RULES, None),
+    "rules_priority": (rules_priority, "time", RULES, None),
 }
 
 
