@@ -9,8 +9,10 @@ token and is refused without it. Ticket text is escaped, its control characters 
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import time
+import typing
 import unicodedata
 import uuid
 from collections import OrderedDict
@@ -50,6 +52,9 @@ ACTION_TITLES = {
     "resolve": "Resolve",
     "reopen": "Reopen",
     "close": "Close",
+    "transfer": "Transfer to another path",
+    "acknowledge": "Acknowledge",
+    "tag": "Tags",
 }
 
 
@@ -140,7 +145,7 @@ class FieldSpec(BaseModel):
     name: str
     label: str
     required: bool
-    kind: str  # text | textarea | priority
+    kind: str  # text | textarea | priority | list (comma-separated)
 
 
 class FormSpec(BaseModel):
@@ -160,6 +165,8 @@ def action_forms() -> list[FormSpec]:
             kind = "textarea" if field_name in LONG_TEXT else "text"
             if field_name == "priority":
                 kind = "priority"
+            elif _is_sequence(info.annotation):
+                kind = "list"
             specs.append(
                 FieldSpec(
                     name=field_name,
@@ -170,6 +177,30 @@ def action_forms() -> list[FormSpec]:
             )
         forms.append(FormSpec(action=name, title=ACTION_TITLES.get(name, name), fields=specs))
     return forms
+
+
+def _is_sequence(annotation: Any) -> bool:
+    """A list or tuple field, optional or not (the tag action's add / remove)."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return True
+    return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+def form_payload(action: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A posted form as the action's payload: empty fields left out, list fields split on
+    commas and spaces (`vip, refund`)."""
+    model = ACTIONS.get(action)
+    payload: dict[str, Any] = {}
+    for name, value in fields.items():
+        if not value.strip() or name == "request_id":
+            continue
+        info = model.model_fields.get(name) if model is not None else None
+        if info is not None and _is_sequence(info.annotation):
+            payload[name] = [part for part in re.split(r"[,\s]+", value) if part]
+        else:
+            payload[name] = value
+    return payload
 
 
 def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -344,7 +375,7 @@ def install_console(app: FastAPI) -> None:
         if found is None:
             return to_signin()
         session, caller = found
-        body = {k: v for k, v in fields.items() if v.strip() and k != "request_id"}
+        body = form_payload(action, fields)
         key = fields.get("request_id") or None
         back = RedirectResponse(f"/t/{quote(ticket_id, safe='')}", status_code=303)
         try:

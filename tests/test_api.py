@@ -329,3 +329,17 @@ async def test_my_queue_is_mine_then_my_teams_unassigned_by_nearest_due(web: Api
             break
         await asyncio.sleep(0.1)
     assert ids == wanted
+
+
+def test_console_forms_cover_every_action_and_split_lists() -> None:
+    from api.console import action_forms, form_payload
+    from domain.commands import ACTIONS
+
+    forms = {f.action: f for f in action_forms()}
+    assert set(forms) == set(ACTIONS)
+    assert {f.name for f in forms["request_escalation"].fields} == {"reason", "to_tier"}
+    assert all(f.name not in ("agent_id", "request_id") for f in forms["assign"].fields)
+    assert {f.kind for f in forms["tag"].fields} == {"list"}
+    payload = form_payload("tag", {"add": "vip, refund  urgent", "remove": "", "x": "1"})
+    assert payload == {"add": ["vip", "refund", "urgent"], "x": "1"}
+    assert form_payload("respond", {"message": "  ", "request_id": "r-1"}) == {}
