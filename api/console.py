@@ -394,8 +394,12 @@ def _clocks(t: TicketView) -> list[tuple[str, datetime | None, str]]:
         rows.append(("first response", None, f"met {iso(t.first_responded_at)}"))
     else:
         rows.append(("first response", t.sla.first_response_due, ""))
+    if t.sla.next_reply_due is not None:
+        rows.append(("next reply", t.sla.next_reply_due, ""))
     rows.append(("resolution", t.sla.resolution_due, ""))
     rows.append((f"tier {t.tier} budget", t.sla.tier_due, ""))
+    if t.assignment.ack_due is not None:
+        rows.append((f"{t.assignment.assignee} to acknowledge", t.assignment.ack_due, ""))
     if t.sla.paused:
         rows = [(label, None, "paused: waiting for the customer") for label, _, _ in rows]
     return rows
