@@ -398,7 +398,7 @@ def _clocks(t: TicketView) -> list[tuple[str, datetime | None, str]]:
         rows.append(("next reply", t.sla.next_reply_due, ""))
     rows.append(("resolution", t.sla.resolution_due, ""))
     rows.append((f"tier {t.tier} budget", t.sla.tier_due, ""))
-    if t.assignment.ack_due is not None:
+    if t.assignment is not None and t.assignment.ack_due is not None:
         rows.append((f"{t.assignment.assignee} to acknowledge", t.assignment.ack_due, ""))
     if t.sla.paused:
         rows = [(label, None, "paused: waiting for the customer") for label, _, _ in rows]

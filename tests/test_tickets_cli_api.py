@@ -65,6 +65,16 @@ async def test_an_agent_works_a_ticket_with_tickets_api(
     assert code == EXIT_NOT_FOUND
     code, _, err = await run(["list", "--customer", "acme"])
     assert code == EXIT_USAGE and "--customer: not available through --api" in err
+    code, out, err = await run(["tag", tid, "--add", "vip", "--json"])
+    assert code == EXIT_REJECTED and f"agent ann may not act on ticket {tid}" in err
+    monkeypatch.setenv("TICKETS_TOKEN", TOKENS["max"])  # a manager may tag at L2
+    code, out, err = await run(["tag", tid, "--add", "vip", "--json"])
+    assert code == EXIT_OK, err
+    assert json.loads(out)["tags"] == ["vip"]
+    code, out, err = await run(["list", "--tag", "vip", "--path", "default", "--json"])
+    assert code == EXIT_OK, err
+    code, _, err = await run(["list", "--tag", "a", "--tag", "b"])
+    assert code == EXIT_USAGE and "one tag at a time" in err
 
 
 async def test_tickets_api_errors(

@@ -148,6 +148,28 @@ class ApiTicketClient:
     async def close(self, ticket_id: str, agent_id: str, **kw: Any) -> TicketView:
         return await self.act(ticket_id, "close", agent_id=agent_id, **kw)
 
+    async def transfer(
+        self, ticket_id: str, agent_id: str, path: str, reason: str, **kw: Any
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "transfer", agent_id=agent_id, path=path, reason=reason, **kw
+        )
+
+    async def acknowledge(self, ticket_id: str, agent_id: str, **kw: Any) -> TicketView:
+        return await self.act(ticket_id, "acknowledge", agent_id=agent_id, **kw)
+
+    async def tag(
+        self,
+        ticket_id: str,
+        agent_id: str,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+        **kw: Any,
+    ) -> TicketView:
+        return await self.act(
+            ticket_id, "tag", agent_id=agent_id, add=add or [], remove=remove or [], **kw
+        )
+
     async def show(self, ticket_id: str) -> TicketView:
         _, body = await self._call("GET", f"/v1/tickets/{_segment(ticket_id)}")
         return TicketView.model_validate(body)

@@ -634,6 +634,13 @@ def api_filters(args: argparse.Namespace, agent: str | None, now: datetime) -> d
         filters["tier"] = args.tier
     if args.status:
         filters["status"] = args.status
+    if getattr(args, "path", None):
+        filters["path"] = args.path
+    tags = getattr(args, "tag", None) or []
+    if len(tags) > 1:
+        raise UsageError("--tag: one tag at a time through --api")
+    if tags:
+        filters["tag"] = tags[0]
     if args.breached:
         filters["breached"] = "true"
     if args.breaching_within:
