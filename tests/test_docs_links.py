@@ -323,3 +323,12 @@ def test_a_file_on_disk_but_not_in_the_repository_is_missing(tmp_path: Path) -> 
     (tmp_path / "README.md").write_text("[local only](.venv/notes.md)\n")
     problems = check_links(tmp_path, ["README.md"], {"README.md"})
     assert [p.reason for p in problems] == [".venv/notes.md is not a file of the repository"]
+
+
+def test_the_readme_stays_a_readme() -> None:
+    """A newcomer's page: the pitch, the two commands, a first ticket, pointers (issue 12: it
+    had grown to 774 lines of benchmark narrative and configuration tables)."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 250, len(lines)
+    text = "\n".join(lines)
+    assert "python3 dev.py up" in text and "python3 dev.py test" in text
