@@ -12,23 +12,22 @@ step, so a replay reads the recorded decision and never needs a key.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from domain.key_lists import parse_key_list
+
 KEYS_ENV = "ESCALATION_PRINCIPAL_KEYS"
 REQUIRE_ENV = "ESCALATION_REQUIRE_PRINCIPAL"
 HEADER = "escalation-principal"  # the Temporal header that carries it
 MAX_AGE_SECONDS = 300  # a principal older than this is refused (clock skew included)
 MIN_KEY_BYTES = 16
-_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 Kind = Literal["agent", "service"]
 
@@ -48,31 +47,18 @@ class PrincipalKeys:
 
 def parse_keys(raw: str | None) -> PrincipalKeys | None:
     """`id:base64-key,...` (at least 16 bytes each); None when empty."""
-    entries = [e.strip() for e in (raw or "").split(",") if e.strip()]
-    if not entries:
+    keys = parse_key_list(
+        raw or "",
+        KEYS_ENV,
+        PrincipalKeyError,
+        lambda n: (
+            None
+            if n >= MIN_KEY_BYTES
+            else f"at least {MIN_KEY_BYTES} (`python -m runtime.codec new-key` makes a 32-byte one)"
+        ),
+    )
+    if not keys:
         return None
-    keys: dict[str, bytes] = {}
-    for position, entry in enumerate(entries, start=1):
-        key_id, sep, encoded = (part.strip() for part in entry.partition(":"))
-        where = f"{KEYS_ENV}, entry {position}"
-        if not sep:
-            raise PrincipalKeyError(f"{where}: expected `id:base64-key`, found no `:`")
-        if not _KEY_ID.fullmatch(key_id):
-            raise PrincipalKeyError(
-                f"{where}: key id {key_id!r} must be 1-64 of letters, digits, `.`, `_`, `-`"
-            )
-        if key_id in keys:
-            raise PrincipalKeyError(f"{where}: key id {key_id!r} is listed twice")
-        try:
-            key = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
-        except (binascii.Error, ValueError):
-            raise PrincipalKeyError(f"{where} (key id {key_id!r}): the key is not base64") from None
-        if len(key) < MIN_KEY_BYTES:
-            raise PrincipalKeyError(
-                f"{where} (key id {key_id!r}): the key is {len(key)} bytes; at least"
-                f" {MIN_KEY_BYTES} (`python -m runtime.codec new-key` makes a 32-byte one)"
-            )
-        keys[key_id] = key
     return PrincipalKeys(keys, next(iter(keys)))
 
 

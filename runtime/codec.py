@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import os
-import re
 import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +31,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from domain.key_lists import KEY_ID_PATTERN, parse_key_list
+
 KEYS_ENV = "ESCALATION_CODEC_KEYS"
 KEY_ID_ENV = "ESCALATION_CODEC_KEY_ID"
 ENCODING = b"binary/encrypted"
@@ -42,7 +42,6 @@ UNDECRYPTABLE = b"binary/undecryptable"
 KEY_ID_METADATA = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's standard nonce; random per payload
-KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class CodecConfigError(ValueError):
@@ -76,31 +75,16 @@ def parse_keys(raw: str | None, active: str | None = None) -> CodecKeys | None:
         if active:
             raise CodecConfigError(f"{KEY_ID_ENV}={active!r} is set but {KEYS_ENV} is empty")
         return None
-    keys: dict[str, bytes] = {}
-    for position, entry in enumerate((e.strip() for e in raw.split(",")), start=1):
-        if not entry:
-            continue  # a trailing comma
-        key_id, sep, encoded = (part.strip() for part in entry.partition(":"))
-        where = f"{KEYS_ENV}, entry {position}"
-        if not sep:
-            raise CodecConfigError(f"{where}: expected `id:base64-key`, found no `:`")
-        if not KEY_ID_PATTERN.fullmatch(key_id):
-            raise CodecConfigError(
-                f"{where}: key id {key_id!r} must be 1-64 of letters, digits, `.`, `_`, `-`"
-            )
-        if key_id in keys:
-            raise CodecConfigError(f"{where}: key id {key_id!r} is listed twice")
-        try:
-            # Either base64 alphabet; validate=True so a typo is not silently skipped.
-            key = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
-        except (binascii.Error, ValueError):
-            raise CodecConfigError(f"{where} (key id {key_id!r}): the key is not base64") from None
-        if len(key) != KEY_BYTES:
-            raise CodecConfigError(
-                f"{where} (key id {key_id!r}): the key is {len(key)} bytes; AES-256 needs "
-                f"{KEY_BYTES} (`python -m runtime.codec new-key` makes one)"
-            )
-        keys[key_id] = key
+    keys = parse_key_list(
+        raw,
+        KEYS_ENV,
+        CodecConfigError,
+        lambda n: (
+            None
+            if n == KEY_BYTES
+            else f"AES-256 needs {KEY_BYTES} (`python -m runtime.codec new-key` makes one)"
+        ),
+    )
     if not keys:
         raise CodecConfigError(f"{KEYS_ENV} lists no key")
     if active is None:
