@@ -17,8 +17,6 @@ from temporalio.client import Client
 from api.app import create_app
 from tests.api_support import ApiRig, api_rig, asgi_client, make_api
 
-pytestmark = pytest.mark.asyncio
-
 PROBLEM = "application/problem+json"
 
 

@@ -6,16 +6,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from domain.policy import DEFAULT_POLICY
 from domain.view import ElapsedRuleView, FiredRuleView, RulesView, view
 from tests.conftest import TicketRig
 from tests.test_domain_rules import Ticket
 from tests.test_tickets_cli import ok, open_ticket, poll_list, run
 from tickets import cli
-
-pytestmark = pytest.mark.asyncio
 
 
 async def test_tags_from_open_to_list(dev_rig: TicketRig) -> None:
