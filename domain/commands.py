@@ -6,6 +6,8 @@ keys rejected.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any
 
 from pydantic import (
@@ -164,6 +166,17 @@ ACTIONS: dict[str, type[Action]] = {
     "acknowledge": Acknowledge,
     "tag": Tag,
 }
+
+
+def request_use(action: Action) -> str:
+    """What a `request_id` is bound to by its first use: `action|agent|digest` (the digest of
+    the payload less the request id, canonical JSON), so the same id sent with another action,
+    agent or payload is told apart from a retry (docs/contract.md#robustness-promises)."""
+    name = next(n for n, model in ACTIONS.items() if type(action) is model)
+    body = action.model_dump(mode="json", exclude_none=True, exclude={"request_id"})
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    agent = getattr(action, "agent_id", None) or "-"
+    return f"{name}|{agent}|{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def parse_open_ticket(raw: Any) -> OpenTicket:

@@ -100,6 +100,13 @@ def decide(state: TicketState | None, command: Command, now: datetime) -> list[e
     due = _tick_with_rules(state, now)
     caught_up = _apply_all(state, due, now)
     if command.request_id and command.request_id in caught_up.request_ids:
+        used = caught_up.request_uses.get(command.request_id)
+        if used is not None and used != cmd.request_use(command):
+            action, agent, _ = used.split("|", 2)
+            by = "the customer" if agent == "-" else agent
+            raise ActionRejected(
+                f"request_id {command.request_id} was already used for {action} by {by}"
+            )
         return due  # idempotent: already applied
     events = _decide_action(caught_up, command)
     events = _acknowledged_by(caught_up, command, events) + events

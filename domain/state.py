@@ -62,6 +62,10 @@ class TicketState:
     breaches: tuple[BreachRecord, ...] = ()
     escalations: tuple[EscalationRecord, ...] = ()
     request_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # request_id -> its first use (commands.request_use), since patch `inbox`: kept by the
+    # workflow with the state it carries; events do not hold it, so a fold of the store (a
+    # reset) knows the ids but not their uses, and treats a repeat as before, as a no-op.
+    request_uses: dict[str, str] = field(default_factory=dict, repr=False)
     # Reminders of a breached resolution at the top tier (rule 4): notices, not events, so a
     # fold of the store starts them at none; the workflow keeps them with the state it carries.
     reminders_sent: int = 0
@@ -445,6 +449,11 @@ def renotify_due(state: TicketState) -> datetime | None:
         return None
     since = max(breach_at[-1], state.tier_entered_at, last_notice_at or breach_at[-1])
     return _due(state, since, state.policy.renotify_every)
+
+
+def request_used(state: TicketState, request_id: str, use: str) -> TicketState:
+    """The state after an action with this request id was applied for the first time."""
+    return replace(state, request_uses={**state.request_uses, request_id: use})
 
 
 def reminded(state: TicketState, at: datetime) -> TicketState:

@@ -9,8 +9,11 @@ from uuid import uuid4
 import pytest
 
 from domain import events as ev
+from domain.commands import Assign, RequestEscalation, request_use
+from domain.decider import decide
+from domain.errors import ActionRejected
 from domain.policy import DEFAULT_POLICY
-from domain.state import EventMismatch, evolve, fold, reminded, renotify_due
+from domain.state import EventMismatch, evolve, fold, reminded, renotify_due, request_used
 from tests.test_domain_decider import Story, at
 from workflows.carried import Carried
 
@@ -77,3 +80,23 @@ def test_the_count_survives_in_the_state_a_continued_run_carries() -> None:
     again = Carried.model_validate_json(Carried(state=state).model_dump_json()).state
     assert again is not None and again.reminders_sent == 1
     assert again.last_reminder_at == at(hours=5)
+
+
+def test_a_request_id_is_bound_to_action_agent_and_payload() -> None:
+    story = Story()
+    story.act("assign", at(minutes=1), agent_id="amy", request_id="r-1")
+    first = Assign(agent_id="amy", request_id="r-1")
+    bound = request_used(story.s, "r-1", request_use(first))
+    assert decide(bound, first, at(minutes=2)) == []  # the same again: a no-op
+    for other in (
+        Assign(agent_id="bob", request_id="r-1"),
+        Assign(agent_id="amy", assignee="carl", request_id="r-1"),
+        RequestEscalation(agent_id="amy", reason="x", request_id="r-1"),
+    ):
+        with pytest.raises(
+            ActionRejected, match=r"^request_id r-1 was already used for assign by amy$"
+        ):
+            decide(bound, other, at(minutes=2))
+    # a ticket folded from the store (or opened before) knows the id, not its use: a no-op
+    assert decide(story.s, Assign(agent_id="bob", request_id="r-1"), at(minutes=2)) == []
+    assert request_use(first) != request_use(Assign(agent_id="amy", assignee="amy", request_id="x"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from bench.long_ticket import drive_long_ticket, run_histories
 from domain.events import DomainEvent
@@ -76,9 +78,13 @@ async def test_clocks_and_request_ids_survive_continue_as_new(
     runs = await run_histories(rig.client, h.id, h.first_execution_run_id or h.run_id)
     assert len(runs) >= 3
     again = await h.execute_update(
-        "assign", {"agent_id": "bob", "request_id": "first"}, result_type=TicketView
+        "assign", {"agent_id": "amy", "request_id": "first"}, result_type=TicketView
     )
-    assert again.assignee == "amy"  # the first run's request id: not applied twice
+    assert again.assignee == "amy"  # the first run's request id: a retry, not applied twice
+    with pytest.raises(WorkflowUpdateFailedError) as err:  # and bound to its first use
+        await h.execute_update("assign", {"agent_id": "bob", "request_id": "first"})
+    assert isinstance(err.value.cause, ApplicationError)
+    assert err.value.cause.message == "request_id first was already used for assign by amy"
 
     recent = await h.query("history", result_type=list[DomainEvent])
     stored = [e.to_domain() for e in await read_ticket(rig.pool, tid)]

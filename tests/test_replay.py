@@ -122,17 +122,12 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the RELEASE_0_2, TEAMS and INBOX patch markers (and STORE_AT_OPEN
-    where the run opened a ticket: not a continued run, not a refused input; RULES in the rule
-    scenarios, recorded since), release 0.2's only the first, the first release's none: all
-    replay (above), so the old paths are still there for tickets started before."""
-    rules = [p for p in CURRENT if scenario_names([p]) <= RULE_SCENARIOS]
-    assert len(rules) == 3
-    assert all(
-        patch_markers(load(p)) == {RELEASE_0_2, TEAMS, INBOX, STORE_AT_OPEN, RULES} for p in rules
-    )
-    markers = [patch_markers(load(p)) for p in CURRENT if p not in rules]
-    today = {RELEASE_0_2, TEAMS, INBOX}
+    """Today's recordings carry the RELEASE_0_2, TEAMS, INBOX and RULES patch markers (and
+    STORE_AT_OPEN where the run opened a ticket: not a continued run, not a refused input),
+    release 0.2's only the first, the first release's none: all replay (above), so the old
+    paths are still there for tickets started before."""
+    markers = [patch_markers(load(p)) for p in CURRENT]
+    today = {RELEASE_0_2, TEAMS, INBOX, RULES}
     assert all(today <= m <= today | {STORE_AT_OPEN} for m in markers)
     assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)
     assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)

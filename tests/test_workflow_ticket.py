@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from store.event_store import read_ticket
@@ -151,11 +151,44 @@ async def test_customer_reply_reopens_a_resolved_ticket(rig: TicketRig) -> None:
 async def test_request_id_makes_an_action_idempotent(rig: TicketRig) -> None:
     h = await rig.open()
     first = await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-1"})
-    again = await h.execute_update("assign", {"agent_id": "bob", "request_id": "r-1"})
-    await h.signal("assign", {"agent_id": "carl", "request_id": "r-1"})
+    again = await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-1"})
+    await h.signal("assign", {"agent_id": "amy", "request_id": "r-1"})
     view = await h.query("state")
     assert first == again and view["assignee"] == "amy"
     assert types(await h.query("history")).count("TicketAssigned") == 1
+    assert "ActionRejected" not in types(await h.query("history"))
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("assign", {"agent_id": "bob"}),  # another agent
+        ("assign", {"agent_id": "amy", "assignee": "carl"}),  # another payload
+        ("request_escalation", {"agent_id": "amy", "reason": "needs L2"}),  # another action
+        ("close", {"agent_id": "nobody-knows-me"}),
+    ],
+)
+async def test_a_request_id_is_bound_to_its_first_use(
+    rig: TicketRig, action: str, payload: dict[str, Any]
+) -> None:
+    """The same request id with another action, agent or payload used to return the current
+    view, storing nothing and skipping authorization (issue 13, item 4)."""
+    h = await rig.open()
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "esc-1"})
+    before = await h.query("history")
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await h.execute_update(action, {**payload, "request_id": "esc-1"})
+    assert isinstance(err.value.cause, ApplicationError)
+    assert err.value.cause.message == "request_id esc-1 was already used for assign by amy"
+    assert await h.query("history") == before  # an Update leaves no trace
+    await h.signal(action, {**payload, "request_id": "esc-1"})
+    view = await h.execute_update("respond", {"agent_id": "amy"})
+    history = await h.query("history")
+    refused = [e for e in history if e["event_type"] == "ActionRejected"]
+    assert [e["payload"]["reason"] for e in refused] == [
+        "request_id esc-1 was already used for assign by amy"
+    ]
+    assert view["status"] == "open" and view["tier"] == "L1"
 
 
 async def test_malformed_signal_is_recorded_and_the_ticket_stays_healthy(rig: TicketRig) -> None:

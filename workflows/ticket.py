@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         parse_action,
         parse_open_ticket,
         payload_depth,
+        request_use,
     )
     from domain.decider import Assigned, Open, Tick, decide, reject
     from domain.errors import ActionRejected, DomainError, InvalidTicket
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         fold,
         reminded,
         renotify_due,
+        request_used,
     )
     from domain.view import TicketView, view
     from runtime.codec import UNDECRYPTABLE
@@ -404,16 +406,20 @@ class TicketWorkflow:
             return pending.refused
         try:
             action = parse_action(name, pending.value)
-            if not self._already_applied(action):
-                decision = await self._authorize(name, action, pending.principal)
-                if not decision.allowed:
-                    raise ActionRejected(decision.reason or f"{name}: not authorized")
+            # Authorized every time: a request id already used never skips the directory.
+            decision = await self._authorize(name, action, pending.principal)
+            if not decision.allowed:
+                raise ActionRejected(decision.reason or f"{name}: not authorized")
+            fresh = bool(action.request_id) and action.request_id not in self._state.request_ids
             payloads = decide(self._state, action, self._clock())
         except DomainError as exc:
             if pending.update is None:
                 self._record([reject(name, str(exc), _bounded(pending.value))])
             return str(exc)
         self._record(payloads)
+        if fresh and action.request_id in self._state.request_ids:
+            assert action.request_id is not None
+            self._state = request_used(self._state, action.request_id, request_use(action))
         return None
 
     async def _hand_over(self) -> None:

@@ -130,8 +130,10 @@ async def reopen(rig: TicketRig) -> None:
 async def request_id(rig: TicketRig) -> None:
     h = await rig.open()
     await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-1"})
-    await h.execute_update("assign", {"agent_id": "bob", "request_id": "r-1"})
-    await h.signal("assign", {"agent_id": "carl", "request_id": "r-1"})
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "r-1"})  # a retry
+    await h.signal("assign", {"agent_id": "amy", "request_id": "r-1"})
+    await _refused(h, "assign", {"agent_id": "bob", "request_id": "r-1"})  # bound to amy
+    await h.signal("assign", {"agent_id": "carl", "request_id": "r-1"})  # ActionRejected
     await h.query("state")
 
 
@@ -239,7 +241,7 @@ async def continue_as_new(rig: TicketRig) -> None:
     for i in range(8):
         await h.execute_update("await_customer", {"agent_id": "amy", "request_id": f"w-{i}"})
         await h.execute_update("customer_replied", {"message": f"reply {i}"})
-    await h.execute_update("assign", {"agent_id": "bob", "request_id": "a-1"})  # a no-op
+    await h.execute_update("assign", {"agent_id": "amy", "request_id": "a-1"})  # a no-op
     await h.signal("respond", {"agent_id": "amy", "message": "on it"})
     await rig.sleep(timedelta(hours=5))
 
