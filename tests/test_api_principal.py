@@ -159,6 +159,7 @@ async def test_a_direct_update_is_applied_when_not_required(optional: ApiRig) ->
     assert view["assignee"] == "max"
 
 
+@pytest.mark.slow
 async def test_replay_needs_no_keys(required: ApiRig) -> None:
     tid, _ = await required.open()
     handle = required.client.get_workflow_handle(f"ticket-{tid}")

@@ -41,6 +41,7 @@ async def served(dev_env: Any, db_pool: Any, tmp_path: Path) -> AsyncIterator[tu
         yield web, url
 
 
+@pytest.mark.slow
 async def test_an_agent_works_a_ticket_in_the_browser(served: tuple[ApiRig, str]) -> None:
     from playwright.async_api import async_playwright
 

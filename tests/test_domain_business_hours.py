@@ -482,6 +482,7 @@ def _union(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetim
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(case=cases())
 def test_the_two_gap_rules_differ_only_on_dates_with_a_boundary_in_a_gap(case: Case) -> None:
@@ -506,6 +507,7 @@ def test_the_two_gap_rules_differ_only_on_dates_with_a_boundary_in_a_gap(case: C
         day += DAY
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(case=cases(), data=st.data())
 def test_add_active_and_active_between_agree_to_the_second(case: Case, data: st.DataObject) -> None:

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +100,7 @@ def live(p: Policy, steps: list[tuple[int, int]], **ticket: Any) -> Ticket:
     priority=st.sampled_from(["urgent", "high", "normal", "low"]),
     tags=st.sampled_from([[], ["vip"]]),
 )
+@pytest.mark.slow
 def test_each_rule_fires_once_per_trigger_and_never_on_what_rules_caused(
     steps: list[tuple[int, int]], priority: str, tags: list[str]
 ) -> None:
@@ -153,6 +155,7 @@ def pauses(draw: st.DrawFn) -> list[tuple[int, int | None]]:
     after=st.integers(1, 2000),
     pending=pauses(),
 )
+@pytest.mark.slow
 def test_an_elapsed_rule_fires_exactly_at_since_plus_after_of_active_time(
     week: Any, start: Any, after: int, pending: list[tuple[int, int | None]]
 ) -> None:

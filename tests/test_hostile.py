@@ -214,6 +214,7 @@ async def _runs(client: Client, workflow_id: str) -> int:
     return len([w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
 
 
+@pytest.mark.slow
 async def test_a_signal_flood_continues_as_new_on_budget_and_loses_nothing(
     dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,6 +242,7 @@ async def test_a_signal_flood_continues_as_new_on_budget_and_loses_nothing(
     )  # the first took in 100 and more, then handed over
 
 
+@pytest.mark.slow
 async def test_updates_during_a_continue_as_new_are_retried_and_applied_once(
     dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,6 +260,7 @@ async def test_updates_during_a_continue_as_new_are_retried_and_applied_once(
     assert await _runs(dev_rig.client, h.id) >= 3
 
 
+@pytest.mark.slow
 async def test_big_replies_are_stored_in_batches_under_the_blob_limit(dev_rig: TicketRig) -> None:
     """1,500 valid 20 KB replies got the run terminated at 53 MB; here 300 replies of 19 KB
     (5.7 MB, twice the history budget) at once: appended in batches of at most

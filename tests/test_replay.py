@@ -154,6 +154,7 @@ async def replay_all(paths: list[Path]) -> None:
     assert len(replayed) == len(paths)
 
 
+@pytest.mark.slow
 async def test_every_committed_history_replays() -> None:
     assert len(HISTORIES) > 2 * len(SCENARIOS)
     await replay_all(HISTORIES)
