@@ -113,6 +113,9 @@ class TicketView(BaseModel):
     assignment: AssignmentView | None = None
     tags: list[str] = []  # v2
     rules: RulesView = RulesView()  # v2
+    # The zone the ticket's calendar keeps its hours in ("UTC" for 24x7): how its people read
+    # the times above.
+    timezone: str = "UTC"
 
 
 def view(state: TicketState) -> TicketView:
@@ -158,6 +161,7 @@ def view(state: TicketState) -> TicketView:
         ),
         tags=list(state.tags),
         rules=_rules(state, running),
+        timezone=spec.timezone if (spec := state.policy.calendar_spec) is not None else "UTC",
     )
 
 

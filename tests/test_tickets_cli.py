@@ -8,15 +8,17 @@ import asyncio
 import io
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from domain.view import view
 from tests.conftest import TicketRig
+from tests.test_domain_decider import Story
+from tests.test_workflow_business_hours import POLICIES
 from tickets import cli
 from tickets.client import TicketClient
-
-pytestmark = pytest.mark.asyncio
 
 COMMANDS = [
     "open",
@@ -288,3 +290,16 @@ async def test_output_into_a_closed_pipe_is_not_an_error() -> None:
         cli.out("ticket T-1: Refund not received")
     finally:
         cli._STDOUT.reset(token)
+
+
+def test_show_names_times_in_the_calendar_s_zone() -> None:
+    """Business hours are read in their zone; so are the ticket's times (issue 19: tickets show
+    and the UI name due times in the calendar's zone). A 24x7 ticket reads UTC."""
+    monday = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
+    office = view(Story("urgent", policy=POLICIES["office"], opened_at=monday).s)
+    assert office.timezone == "Europe/Berlin"
+    text = cli.render_view(office, now=monday)
+    assert "opened 10:00 Europe/Berlin" in text and "UTC" not in text
+    always = view(Story("urgent", opened_at=monday).s)
+    assert always.timezone == "UTC"
+    assert "opened 09:00 UTC" in cli.render_view(always, now=monday)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -108,20 +109,22 @@ def ago(delta: timedelta) -> str:
     return f"{days}d{hours}h" if hours else f"{days}d"
 
 
-def clock(at: datetime, now: datetime) -> str:
-    """`14:05 UTC` today, else `2026-11-28 14:05 UTC`."""
-    at = at.astimezone(UTC)
-    if at.date() == now.astimezone(UTC).date():
-        return at.strftime("%H:%M UTC")
-    return at.strftime("%Y-%m-%d %H:%M UTC")
+def clock(at: datetime, now: datetime, zone: str = "UTC") -> str:
+    """`14:05 UTC` today, else `2026-11-28 14:05 UTC`; in the ticket calendar's zone when it
+    has one (`09:05 Europe/Berlin`), as the team reads its hours."""
+    tz = UTC if zone == "UTC" else ZoneInfo(zone)
+    at = at.astimezone(tz)
+    if at.date() == now.astimezone(tz).date():
+        return at.strftime(f"%H:%M {zone}")
+    return at.strftime(f"%Y-%m-%d %H:%M {zone}")
 
 
-def countdown(label: str, due: datetime, now: datetime) -> str:
+def countdown(label: str, due: datetime, now: datetime, zone: str = "UTC") -> str:
     """`first response due in 12m (14:05 UTC)`, or `... overdue by 3m (...)`."""
     delta = due - now
     if delta >= timedelta(0):
-        return f"{label} due in {ago(delta)} ({clock(due, now)})"
-    return f"{label} OVERDUE by {ago(delta)} ({clock(due, now)})"
+        return f"{label} due in {ago(delta)} ({clock(due, now, zone)})"
+    return f"{label} OVERDUE by {ago(delta)} ({clock(due, now, zone)})"
 
 
 def render_view(v: TicketView, now: datetime | None = None) -> str:
@@ -132,7 +135,7 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
         f"priority {v.priority}",
         f"  customer {visible(v.customer_id)} · category {visible(v.category or '—')}"
         f" · policy {v.policy}"
-        f" · opened {clock(v.opened_at, now)} ({ago(now - v.opened_at)} ago)",
+        f" · opened {clock(v.opened_at, now, v.timezone)} ({ago(now - v.opened_at)} ago)",
         f"  path {v.path}: {' → '.join(v.tiers)}",
     ]
     if v.tags:
@@ -140,27 +143,27 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
     lines += render_assignment(v, now)
     sla = []
     if v.first_responded_at:
-        sla.append(f"first response given {clock(v.first_responded_at, now)}")
+        sla.append(f"first response given {clock(v.first_responded_at, now, v.timezone)}")
     elif v.sla.first_response_due:
-        sla.append(countdown("first response", v.sla.first_response_due, now))
+        sla.append(countdown("first response", v.sla.first_response_due, now, v.timezone))
     if v.sla.resolution_due:
-        sla.append(countdown("resolution", v.sla.resolution_due, now))
+        sla.append(countdown("resolution", v.sla.resolution_due, now, v.timezone))
     if v.sla.tier_due:
-        sla.append(countdown(f"tier {v.tier} budget", v.sla.tier_due, now))
+        sla.append(countdown(f"tier {v.tier} budget", v.sla.tier_due, now, v.timezone))
     if v.sla.next_reply_due:
-        sla.append(countdown("next reply", v.sla.next_reply_due, now))
+        sla.append(countdown("next reply", v.sla.next_reply_due, now, v.timezone))
     if v.sla.paused:
         sla.append("SLA clocks paused: waiting for the customer")
     elif v.status == "resolved" and v.resolved_at:
-        sla.append(f"resolved {clock(v.resolved_at, now)}; clocks stopped")
+        sla.append(f"resolved {clock(v.resolved_at, now, v.timezone)}; clocks stopped")
     elif v.status == "closed" and v.closed_at:
-        sla.append(f"closed {clock(v.closed_at, now)}")
+        sla.append(f"closed {clock(v.closed_at, now, v.timezone)}")
     lines += [f"  {s}" for s in sla]
     if v.sla.breaches:
         lines.append("  breaches:")
         lines += [
-            f"    {b.metric.replace('_', ' ')} at {b.tier}: due {clock(b.due_at, now)},"
-            f" breached {clock(b.at, now)}"
+            f"    {b.metric.replace('_', ' ')} at {b.tier}: due {clock(b.due_at, now, v.timezone)},"
+            f" breached {clock(b.at, now, v.timezone)}"
             for b in v.sla.breaches
         ]
     else:
@@ -171,7 +174,8 @@ def render_view(v: TicketView, now: datetime | None = None) -> str:
             who = f" by {e.agent_id}" if e.agent_id else ""
             why = f": {visible(e.reason)}" if e.reason else ""
             lines.append(
-                f"    {e.from_tier} → {e.to_tier} {clock(e.at, now)} ({e.trigger}{who}){why}"
+                f"    {e.from_tier} → {e.to_tier} {clock(e.at, now, v.timezone)}"
+                f" ({e.trigger}{who}){why}"
             )
     else:
         lines.append("  escalations: none")
@@ -185,13 +189,13 @@ def render_rules(v: TicketView, now: datetime) -> list[str]:
     if v.rules.fired:
         out.append("  rules fired:")
         out += [
-            f"    {visible(f.rule)} on {f.on} {clock(f.at, now)}"
-            + (f" (since {clock(f.since, now)})" if f.since else "")
+            f"    {visible(f.rule)} on {f.on} {clock(f.at, now, v.timezone)}"
+            + (f" (since {clock(f.since, now, v.timezone)})" if f.since else "")
             for f in v.rules.fired
         ]
     if v.rules.next_elapsed is not None:
         nxt = v.rules.next_elapsed
-        out.append(f"  next rule: {countdown(visible(nxt.rule), nxt.due, now)}")
+        out.append(f"  next rule: {countdown(visible(nxt.rule), nxt.due, now, v.timezone)}")
     return out
 
 
@@ -205,12 +209,14 @@ def render_assignment(v: TicketView, now: datetime) -> list[str]:
         line += "unassigned"
     else:
         line += (
-            f"{a.assignee}, assigned {clock(a.assigned_at, now)}" if a.assigned_at else a.assignee
+            f"{a.assignee}, assigned {clock(a.assigned_at, now, v.timezone)}"
+            if a.assigned_at
+            else a.assignee
         )
         if a.acknowledged_at is not None:
-            line += f", acknowledged {clock(a.acknowledged_at, now)}"
+            line += f", acknowledged {clock(a.acknowledged_at, now, v.timezone)}"
         elif a.ack_due is not None:
-            line += f", {countdown('acknowledge', a.ack_due, now)}"
+            line += f", {countdown('acknowledge', a.ack_due, now, v.timezone)}"
     if a.timeouts:
         line += f" · {a.timeouts} did not acknowledge at this tier"
     return [line]
