@@ -1024,6 +1024,7 @@ def test_view_has_exactly_the_contract_fields() -> None:
         "assignment",
         "tags",
         "rules",
+        "timezone",  # docs/contract.md#calendar-date-overrides-and-the-dst-gap-rule
     }
     assert set(data["assignment"]) == {
         "mode",
