@@ -403,6 +403,14 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
             assert sla_due is not None
             emit(ev.SlaWarning(metric=metric, tier=s.tier, due_at=sla_due))
 
+    def escalate_for(metric: ev.Metric, trigger: ev.Trigger, reason: str) -> bool:
+        """A breach escalates one tier when there is one and `escalate_on` names the metric."""
+        nxt = s.next_tier()
+        if nxt is None or not s.policy.escalates_on(metric):
+            return False
+        emit(ev.TicketEscalated(from_tier=s.tier, to_tier=nxt, trigger=trigger, reason=reason))
+        return True
+
     # Rule 2: first-response breach escalates one tier (unless the policy's escalate_on
     # leaves it out), which also restarts the tier clock.
     fr_due = first_response_due(s)
@@ -410,37 +418,24 @@ def _tick(state: TicketState, now: datetime) -> list[ev.EventPayload]:
     if passed(fr_due):
         assert fr_due is not None
         emit(ev.SlaBreached(metric="first_response", tier=s.tier, due_at=fr_due))
-        nxt = s.next_tier()
-        if nxt is not None and s.policy.escalates_on("first_response"):
-            budget = format_duration(s.targets.first_response)
-            emit(
-                ev.TicketEscalated(
-                    from_tier=s.tier,
-                    to_tier=nxt,
-                    trigger="first_response_breach",
-                    reason=f"no first response within {budget}",
-                )
-            )
-            escalated = True
+        budget = format_duration(s.targets.first_response)
+        escalated = escalate_for(
+            "first_response", "first_response_breach", f"no first response within {budget}"
+        )
 
     # Next reply: its own clock beside first response; escalates only if escalate_on says.
     nr_due = next_reply_due(s)
     if passed(nr_due):
         assert nr_due is not None
         emit(ev.SlaBreached(metric="next_reply", tier=s.tier, due_at=nr_due))
-        nxt = s.next_tier()
-        if not escalated and nxt is not None and s.policy.escalates_on("next_reply"):
+        if not escalated:
             target = s.targets.next_reply
             assert target is not None
-            emit(
-                ev.TicketEscalated(
-                    from_tier=s.tier,
-                    to_tier=nxt,
-                    trigger="next_reply_breach",
-                    reason=f"no reply to the customer within {format_duration(target)}",
-                )
+            escalated = escalate_for(
+                "next_reply",
+                "next_reply_breach",
+                f"no reply to the customer within {format_duration(target)}",
             )
-            escalated = True
 
     # Rule 3: tier budget ran out.
     if not escalated and passed(tier_due(s)):
