@@ -24,29 +24,16 @@ from domain.notifications import notifications_for
 from domain.policy import DEFAULT_POLICY, Policy, parse_policies
 from domain.state import TicketState, ack_due, choice_due, deadlines, evolve, tier_due
 from domain.view import view
+from tests.policy_files import contract_targets
 from tests.test_domain_decider import T0, Story, at, types
 
-TEAMS_TOML = """
+TEAMS_TOML = (
+    """
 [policies.default]
 tiers = ["L1", "L2", "L3"]
-
-[policies.default.targets.urgent]
-first_response = "15m"
-resolution = "4h"
-tier_budget = "1h"
-[policies.default.targets.high]
-first_response = "1h"
-resolution = "8h"
-tier_budget = "2h"
-[policies.default.targets.normal]
-first_response = "4h"
-resolution = "24h"
-tier_budget = "8h"
-[policies.default.targets.low]
-first_response = "8h"
-resolution = "72h"
-tier_budget = "24h"
-
+"""
+    + contract_targets("default")
+    + """
 [policies.default.paths.billing]
 tiers = ["L1", "billing", "billing-manager"]
 
@@ -64,6 +51,7 @@ assignment = "round_robin"
 ack_within = "5m"
 max_reassign = 0
 """
+)
 POLICY = parse_policies(TEAMS_TOML)["default"]
 
 
