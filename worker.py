@@ -76,6 +76,7 @@ def build_worker(
             store.stored_ticket,
             policy.resolve_policy,
             agents.authorize,
+            agents.authorize_batch,
             assignment.choose_assignee,
         ],
         # Hands each Signal's and Update's signed principal to the authorization step.

@@ -85,6 +85,12 @@ class AgentActivities:
             )
         return decision
 
+    @activity.defn(name="authorize_batch")
+    async def authorize_batch(self, requests: list[AuthorizationRequest]) -> list[Decision]:
+        """Several actions of one ticket in one call: a flood of actions costs the ticket one
+        local activity (one marker) per batch instead of one each. Answers in request order."""
+        return [await self.authorize(request) for request in requests]
+
     def _check_principal(self, request: AuthorizationRequest, directory: bool) -> Decision | None:
         """A refusal when a principal is required and this call's is missing or invalid."""
         if not self._require_principal:

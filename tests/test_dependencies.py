@@ -79,7 +79,7 @@ def test_the_production_install_has_no_dev_stack() -> None:
 
 def test_the_version_is_the_release_the_latest_patch_names() -> None:
     """pyproject said 0.1.0 while the workflow's patches spoke of 0.2."""
-    from workflows.ticket import RELEASE_0_2
+    from workflows.ticket import RELEASE_0_3
 
     major, minor, *_ = PYPROJECT["project"]["version"].split(".")
-    assert RELEASE_0_2 == f"release-{major}.{minor}"
+    assert RELEASE_0_3 == f"release-{major}.{minor}"

@@ -56,6 +56,7 @@ async def test_decided_but_unstored_events_of_a_terminated_ticket_are_stored_onc
         store.stored_ticket,
         PolicyActivities(dict(BUILTIN_POLICIES)).resolve_policy,
         agents.authorize,
+        agents.authorize_batch,
         AssignmentActivities(db_pool, agents).choose_assignee,
     ]
     task_queue = f"tq-{uuid.uuid4()}"

@@ -3,8 +3,10 @@ whose commands change order is caught by the same Replayer.
 
 tests/histories/*.json are recorded by tests/histories/record.py from today's workflow;
 tests/histories/release-0.1/ are the same scenarios as the first release recorded them, before
-the RELEASE_0_2 patch, and tests/histories/release-0.2/ as release 0.2 recorded them, before
-the TEAMS patch: tickets started then must go on replaying after an upgrade.
+the RELEASE_0_2 patch, tests/histories/release-0.2/ as release 0.2 recorded them, before
+the TEAMS patch, and tests/histories/release-0.2.1/ as 0.2.1 recorded them (one patch marker
+each for RELEASE_0_2, TEAMS, INBOX, RULES, STORE_AT_OPEN), before RELEASE_0_3: tickets started
+then must go on replaying after an upgrade.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from workflows.ticket import (
     INBOX,
     NO_PAYLOAD,
     RELEASE_0_2,
+    RELEASE_0_3,
     RULES,
     STORE_AT_OPEN,
     TEAMS,
@@ -41,8 +44,13 @@ CAN_BUDGET = 60  # history events per run in the recorded continue_as_new scenar
 CURRENT = sorted(HERE.glob("*.json"))
 RELEASE_0_1 = sorted((HERE / "release-0.1").glob("*.json"))
 RELEASE_0_2_FILES = sorted((HERE / "release-0.2").glob("*.json"))
-CONTINUED = [p for p in CURRENT + RELEASE_0_2_FILES if p.stem.startswith("continue_as_new")]
-HISTORIES = [p for p in CURRENT + RELEASE_0_2_FILES if p not in CONTINUED] + RELEASE_0_1
+RELEASE_0_2_1 = sorted((HERE / "release-0.2.1").glob("*.json"))
+CONTINUED = [
+    p for p in CURRENT + RELEASE_0_2_1 + RELEASE_0_2_FILES if p.stem.startswith("continue_as_new")
+]
+HISTORIES = [
+    p for p in CURRENT + RELEASE_0_2_1 + RELEASE_0_2_FILES if p not in CONTINUED
+] + RELEASE_0_1
 SCENARIOS = {
     "first_response_breach",
     "tier_timeout_chain",
@@ -103,6 +111,7 @@ async def test_every_scenario_has_a_committed_history_from_each_release() -> Non
     assert scenario_names(CURRENT) == (
         SCENARIOS | SINCE_0_2 | TEAM_SCENARIOS | RULE_SCENARIOS | {"continue_as_new"}
     )
+    assert scenario_names(RELEASE_0_2_1) == scenario_names(CURRENT)
     assert scenario_names(RELEASE_0_2_FILES) == SCENARIOS | {"continue_as_new"}
     assert scenario_names(RELEASE_0_1) == SCENARIOS
 
@@ -122,13 +131,14 @@ def patch_markers(history: WorkflowHistory) -> set[str]:
 
 
 async def test_first_release_histories_take_the_unpatched_path() -> None:
-    """Today's recordings carry the RELEASE_0_2, TEAMS, INBOX and RULES patch markers (and
-    STORE_AT_OPEN where the run opened a ticket: not a continued run, not a refused input),
-    release 0.2's only the first, the first release's none: all replay (above), so the old
-    paths are still there for tickets started before."""
-    markers = [patch_markers(load(p)) for p in CURRENT]
-    today = {RELEASE_0_2, TEAMS, INBOX, RULES}
-    assert all(today <= m <= today | {STORE_AT_OPEN} for m in markers)
+    """Today's recordings carry one patch marker, RELEASE_0_3; 0.2.1's the RELEASE_0_2, TEAMS,
+    INBOX and RULES markers (and STORE_AT_OPEN where the run opened a ticket: not a continued
+    run, not a refused input), release 0.2's only the first, the first release's none: all
+    replay (above), so the old paths are still there for tickets started before."""
+    assert all(patch_markers(load(p)) == {RELEASE_0_3} for p in CURRENT)
+    markers = [patch_markers(load(p)) for p in RELEASE_0_2_1]
+    before = {RELEASE_0_2, TEAMS, INBOX, RULES}
+    assert all(before <= m <= before | {STORE_AT_OPEN} for m in markers)
     assert sum(STORE_AT_OPEN in m for m in markers) >= len(SCENARIOS)
     assert all(patch_markers(load(p)) == {RELEASE_0_2} for p in RELEASE_0_2_FILES)
     assert all(patch_markers(load(p)) == set() for p in RELEASE_0_1)
@@ -182,6 +192,8 @@ async def test_continued_runs_replay_with_the_budget_they_were_recorded_with(
         "first_response_breach",
         "authorization-1",
         "teams_ack_chain",
+        "release-0.2.1/close_by_agent",
+        "release-0.2.1/teams_ack_chain",
         "release-0.2/close_by_agent",
         "release-0.1/close_by_agent",
         "release-0.1/authorization-1",

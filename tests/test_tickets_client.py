@@ -23,6 +23,7 @@ from tickets import (
     ActionRejected,
     CannotConnect,
     InvalidInput,
+    ServerBusy,
     TicketClient,
     TicketClosed,
     TicketError,
@@ -305,3 +306,35 @@ async def test_a_transport_error_that_lasts_is_reported_after_the_retries(
     with pytest.raises(CannotConnect):
         await tc.respond("T-1", "ann")
     assert len(down.bodies) == client_module.ACT_ATTEMPTS
+
+
+async def test_a_busy_ticket_is_retried_longer_than_an_unreachable_server(
+    dev_rig: TicketRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a flood the server refuses Updates while the ticket hands over (its workflow task
+    retried, the Update aborted by the change of run, too many in flight): nothing was applied,
+    and the client keeps sending the same request for BUSY_ATTEMPTS, not ACT_ATTEMPTS."""
+    monkeypatch.setattr(client_module, "ACT_BACKOFF", 0.0)
+    tc = TicketClient(dev_rig.client, dev_rig.task_queue)
+    busy = [
+        RPCError("workflow update was aborted", RPCStatusCode.UNAVAILABLE, b""),
+        RPCError(
+            "Unable to perform workflow execution update due to Workflow Task in failed state.",
+            RPCStatusCode.FAILED_PRECONDITION,
+            b"",
+        ),
+        RPCError(
+            "limit on number of concurrent in-flight updates", RPCStatusCode.RESOURCE_EXHAUSTED, b""
+        ),
+    ]
+    patient = _FlakyHandle([busy[n % 3] for n in range(client_module.BUSY_ATTEMPTS - 1)])
+    monkeypatch.setattr(tc, "handle", lambda _tid: patient)
+    await tc.respond("T-1", "ann", "hello")
+    assert len(patient.bodies) == client_module.BUSY_ATTEMPTS
+    assert len({b["request_id"] for b in patient.bodies}) == 1
+
+    endless = _FlakyHandle([busy[0] for _ in range(client_module.BUSY_ATTEMPTS + 3)])
+    monkeypatch.setattr(tc, "handle", lambda _tid: endless)
+    with pytest.raises(ServerBusy, match="update was aborted"):
+        await tc.respond("T-1", "ann")
+    assert len(endless.bodies) == client_module.BUSY_ATTEMPTS

@@ -121,13 +121,14 @@ async def test_append_retried_after_commit_stores_each_event_once(
 
     task_queue = f"tq-{uuid.uuid4()}"
     policies = PolicyActivities(dict(BUILTIN_POLICIES))
-    authorize = AgentActivities(None).authorize
+    agents = AgentActivities(None)
     activities = [
         append_then_crash,
         store.notify,
         store.stored_ticket,
         policies.resolve_policy,
-        authorize,
+        agents.authorize,
+        agents.authorize_batch,
     ]
     async with ticket_worker(dev_env.client, task_queue, db_pool, activities):
         rig = TicketRig(dev_env, db_pool, task_queue)

@@ -60,9 +60,11 @@ T = TypeVar("T")
 OPEN_WAIT_SECONDS = 10.0  # the ticket exists once its policy is resolved: a few ms normally
 # An action is sent again after a transport error or a handover, with the same request_id:
 # up to ACT_ATTEMPTS times, ACT_BACKOFF seconds before the first retry, doubled up to
-# ACT_BACKOFF_MAX (about half a minute in all: a ticket under a flood may take seconds to hand
-# over to its next run).
+# ACT_BACKOFF_MAX: about half a minute in all when Temporal cannot be reached. A ticket that
+# is busy (handing over to its next run, its workflow task retried, too many Updates in
+# flight) gets BUSY_ATTEMPTS, about a minute and a half: under a flood it answers, in time.
 ACT_ATTEMPTS = 10
+BUSY_ATTEMPTS = 24
 ACT_BACKOFF = 0.2
 ACT_BACKOFF_MAX = 5.0
 
@@ -108,7 +110,10 @@ def _task_retrying(text: str) -> bool:
     next attempt takes in. Nothing was applied; sending it again is right."""
     lowered = text.lower()
     return (
-        "workflow task in failed state" in lowered or "unexpected workflow task failure" in lowered
+        "workflow task in failed state" in lowered
+        or "unexpected workflow task failure" in lowered
+        # The run the Update was sent to handed over (continue-as-new) before it was accepted.
+        or "workflow update was aborted" in lowered
     )
 
 
@@ -268,19 +273,22 @@ class TicketClient:
         body = validated.model_dump(mode="json", exclude_none=True)
         handle = self.handle(ticket_id)
         try:
-            for attempt in range(1, ACT_ATTEMPTS + 1):
+            for attempt in range(1, BUSY_ATTEMPTS + 1):
                 try:
                     result = await self._call(ticket_id, handle.execute_update(action, body))
                     break
-                except (CannotConnect, ServerBusy, WorkflowUpdateRPCTimeoutOrCancelledError):
-                    if attempt == ACT_ATTEMPTS:
+                except (CannotConnect, WorkflowUpdateRPCTimeoutOrCancelledError):
+                    if attempt >= ACT_ATTEMPTS:
+                        raise
+                except ServerBusy:
+                    if attempt == BUSY_ATTEMPTS:
                         raise
                 except WorkflowUpdateFailedError as exc:
                     # The ticket is moving to its next run (continue-as-new): send it again.
                     moving = isinstance(exc.cause, ApplicationError) and (
                         exc.cause.type == "TicketBusy"
                     )
-                    if not moving or attempt == ACT_ATTEMPTS:
+                    if not moving or attempt == BUSY_ATTEMPTS:
                         raise
                 await asyncio.sleep(min(ACT_BACKOFF * 2 ** (attempt - 1), ACT_BACKOFF_MAX))
         except WorkflowUpdateFailedError as exc:

@@ -21,6 +21,7 @@ An ordinary activity is scheduled by the committed task, so the store gets what 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -85,6 +86,11 @@ TEAMS = "teams-assignment"
 # Tags, next reply and rules (docs/rules.md): the one new command is the TicketTags upsert; the
 # rest is domain behaviour keyed on the policy the ticket recorded.
 RULES = "tags-rules"
+# Since 0.3: one marker for the whole release in a new run, where each patch above cost a marker
+# and a TemporalChangeVersion upsert (two history events each). It implies every patch above,
+# and the inbox's actions are authorized in batches (one local activity for many).
+RELEASE_0_3 = "release-0.3"
+AUTHORIZE_BATCH_MAX = 200  # actions per authorize_batch call
 APPEND_BATCH_MAX = 100
 REJECTED_PAYLOAD_MAX = 4096  # bytes of a refused signal's payload kept in its ActionRejected
 MAX_PAYLOAD_BYTES = 256 * 1024  # an action's payload, as the HTTP API's body limit
@@ -145,13 +151,22 @@ class TicketWorkflow:
         self._timer_due: datetime | None = None
         self._clock_at: datetime | None = None  # see _clock
         self._inbox_on: bool | None = None  # INBOX in effect: decided when first needed
+        self._v3: bool | None = None  # RELEASE_0_3 in effect: decided when first needed
+        # Answers of authorize_batch by inbox entry (id of the Pending), each with the tier and
+        # path it was given for: a tier or path change asks again.
+        self._authorized: dict[int, tuple[tuple[str, tuple[str, ...]], Decision]] = {}
         self._inbox: list[Pending] = []
+        # Kept as the inbox changes (a handover under a flood asks after every action).
+        self._inbox_updates = 0  # Updates waiting in the inbox
+        self._inbox_bytes = 0  # payload bytes waiting in the inbox
         # Update id -> (refusal, None when applied; the version its events reach)
         self._answers: dict[str, tuple[str | None, int]] = {}
         self._messages = 0  # Signals and Updates taken in by this run
         self._handing_over = False  # continuing as new: new Updates are asked to retry
         if carried is not None:
             self._inbox = list(carried.inbox)
+            self._inbox_updates = sum(p.update is not None for p in self._inbox)
+            self._inbox_bytes = sum(p.size for p in self._inbox)
             if carried.state is not None:
                 self._state = carried.state
                 self._events = list(carried.recent)
@@ -171,10 +186,13 @@ class TicketWorkflow:
 
     @workflow.run
     async def run(self, input: RawValue = NO_PAYLOAD, carried: Carried | None = None) -> TicketView:
-        self._v2 = workflow.patched(RELEASE_0_2)
-        self._teams = workflow.patched(TEAMS)
-        self._uses_inbox()
-        self._rules = workflow.patched(RULES)
+        if self._release_0_3():
+            self._v2 = self._teams = self._rules = True
+        else:
+            self._v2 = workflow.patched(RELEASE_0_2)
+            self._teams = workflow.patched(TEAMS)
+            self._uses_inbox()
+            self._rules = workflow.patched(RULES)
         self._advance(workflow.now())
         appender = asyncio.create_task(self._append_loop())
         if self._state is None:
@@ -245,7 +263,8 @@ class TicketWorkflow:
                 )
         except InvalidTicket as exc:
             raise ApplicationError(str(exc), type="InvalidTicket", non_retryable=True) from None
-        if workflow.patched(STORE_AT_OPEN) and await self._resumed_from_store(ticket.ticket_id):
+        at_open = self._v3 or workflow.patched(STORE_AT_OPEN)
+        if at_open and await self._resumed_from_store(ticket.ticket_id):
             return
         try:
             execute = (
@@ -365,8 +384,15 @@ class TicketWorkflow:
         """Whether this run takes actions into the inbox: decided once, by whichever comes
         first (the run, or a Signal or Update sent with the start), so replay decides alike."""
         if self._inbox_on is None:
-            self._inbox_on = workflow.patched(INBOX)
+            self._inbox_on = self._release_0_3() or workflow.patched(INBOX)
         return self._inbox_on
+
+    def _release_0_3(self) -> bool:
+        """Asked first, by the run or a handler sent with the start; runs of earlier releases
+        then ask for their own patches in their own order, as they recorded them."""
+        if self._v3 is None:
+            self._v3 = workflow.patched(RELEASE_0_3)
+        return self._v3
 
     def _take_in(self, name: str, raw: RawValue, update: str | None = None) -> None:
         """O(1) for the run: the payload is read (or refused) now, decided by the main loop."""
@@ -381,6 +407,8 @@ class TicketWorkflow:
         # The handler's principal header travels with the action to the loop that decides it.
         pending.principal = current_principal()
         self._inbox.append(pending)
+        self._inbox_updates += pending.update is not None
+        self._inbox_bytes += pending.size
         self._changed = True
 
     async def _decide_inbox(self) -> None:
@@ -388,9 +416,47 @@ class TicketWorkflow:
         while self._inbox and self._state is not None:
             await self._decide_next()
 
+    async def _authorize_ahead(self) -> None:
+        """When the next action needs the directory's answer, ask once for it and for the
+        inbox's other actions that need one (a flood costs a local activity per batch)."""
+        assert self._state is not None
+        key = (self._state.tier, self._state.tiers)
+        batch: list[tuple[Pending, AuthorizationRequest]] = []
+        for n, pending in enumerate(itertools.islice(self._inbox, AUTHORIZE_BATCH_MAX)):
+            known = self._authorized.get(id(pending))
+            request = None if known and known[0] == key else self._request_for(pending)
+            if n == 0 and request is None:
+                return  # the next action needs no (new) answer
+            if request is not None:
+                batch.append((pending, request))
+        decisions = await workflow.execute_local_activity_method(
+            AgentActivities.authorize_batch,
+            [request for _, request in batch],
+            start_to_close_timeout=timedelta(seconds=10),
+            summary=f"authorize {len(batch)} action(s)",
+        )
+        for (pending, _), decision in zip(batch, decisions, strict=True):
+            self._authorized[id(pending)] = (key, decision)
+
+    def _request_for(self, pending: Pending) -> AuthorizationRequest | None:
+        """The authorization request of an inbox entry; None when it needs none (refused on
+        arrival, does not parse, or the customer's own action)."""
+        if pending.refused is not None:
+            return None
+        try:
+            action = parse_action(pending.name, pending.value)
+        except DomainError:
+            return None
+        return self._authorization_request(pending.name, action, pending.principal)
+
     async def _decide_next(self) -> None:
+        if self._v3:
+            await self._authorize_ahead()
         pending = self._inbox.pop(0)
+        self._inbox_updates -= pending.update is not None
+        self._inbox_bytes -= pending.size
         refusal = await self._decide_pending(pending)
+        self._authorized.pop(id(pending), None)
         if pending.update is not None:
             assert self._state is not None
             self._answers[pending.update] = (refusal, self._state.version)
@@ -407,7 +473,9 @@ class TicketWorkflow:
         try:
             action = parse_action(name, pending.value)
             # Authorized every time: a request id already used never skips the directory.
-            decision = await self._authorize(name, action, pending.principal)
+            decision = self._authorized_ahead(pending) or await self._authorize(
+                name, action, pending.principal
+            )
             if not decision.allowed:
                 raise ActionRejected(decision.reason or f"{name}: not authorized")
             fresh = bool(action.request_id) and action.request_id not in self._state.request_ids
@@ -437,9 +505,7 @@ class TicketWorkflow:
 
     def _inbox_blocks_handover(self) -> bool:
         """An Update still waits for its answer, or the inbox is too big to carry."""
-        return any(p.update is not None for p in self._inbox) or (
-            sum(p.size for p in self._inbox) > history_budget.CARRIED_INBOX_BYTES
-        )
+        return self._inbox_updates > 0 or self._inbox_bytes > history_budget.CARRIED_INBOX_BYTES
 
     def _recent(self) -> list[ev.DomainEvent]:
         """The last events a continued run keeps for its `history` query: at most
@@ -705,12 +771,33 @@ class TicketWorkflow:
         carried (workflows/principal.py; taken in with the action under the inbox, else the
         handler's own); the answer is recorded in history, so replay is exact and never
         needs a key."""
-        principal = principal or current_principal()
-        agent_id = getattr(action, "agent_id", None)
-        if agent_id is None:  # the customer's own actions (customer_replied, reopen by them)
+        request = self._authorization_request(name, action, principal)
+        if request is None:
             return Decision(allowed=True, directory=False)
+        return await workflow.execute_local_activity_method(
+            AgentActivities.authorize,
+            request,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary=f"authorize {request.agent_id}: {name}",
+        )
+
+    def _authorized_ahead(self, pending: Pending) -> Decision | None:
+        """authorize_batch's answer for this entry, if given for the ticket's tier and path."""
         assert self._state is not None
-        request = AuthorizationRequest(
+        known = self._authorized.get(id(pending))
+        if known is None or known[0] != (self._state.tier, self._state.tiers):
+            return None
+        return known[1]
+
+    def _authorization_request(
+        self, name: str, action: Action, principal: str | None
+    ) -> AuthorizationRequest | None:
+        """None for the customer's own actions (customer_replied, reopen by them)."""
+        agent_id = getattr(action, "agent_id", None)
+        if agent_id is None:
+            return None
+        assert self._state is not None
+        return AuthorizationRequest(
             ticket_id=self._state.ticket_id,
             action=name,
             agent_id=agent_id,
@@ -718,14 +805,8 @@ class TicketWorkflow:
             tier=self._state.tier,
             tiers=self._state.tiers,
             workflow_id=workflow.info().workflow_id,
-            principal=principal,
+            principal=principal or current_principal(),
             digest=payload_digest(action.model_dump(mode="json", exclude_none=True)),
-        )
-        return await workflow.execute_local_activity_method(
-            AgentActivities.authorize,
-            request,
-            start_to_close_timeout=timedelta(seconds=10),
-            summary=f"authorize {agent_id}: {name}",
         )
 
     async def _apply_signal(self, name: str, raw: RawValue) -> None:
