@@ -53,9 +53,11 @@ def build_worker(
     max_concurrent_workflow_tasks: int | None = None,
     max_cached_workflows: int = 1000,
     shutdown_grace: timedelta = timedelta(seconds=10),
+    store: EventStoreActivities | None = None,
 ) -> Worker:
-    """The worker; the tuning keywords default to the SDK's defaults (Settings reads them)."""
-    store = EventStoreActivities(pool, channels)
+    """The worker; the tuning keywords default to the SDK's defaults (Settings reads them).
+    Pass `store` to close it (its group committer) before the pool."""
+    store = store or EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
     assignment = AssignmentActivities(pool, agents)
@@ -118,6 +120,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
     dsn = resolve_database_url(settings)
     pool = await create_pool(dsn)
+    store = EventStoreActivities(pool, channels)
     try:
         applied = await migrate(pool)
         log.info("event store ready", migrations_applied=applied)
@@ -135,6 +138,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             agents,
             channels,
             **tuning(settings),
+            store=store,
         )
         # The read side's projector runs beside the worker unless ESCALATION_PROJECTOR=off.
         async with worker, background_projector(pool, settings.projector):
@@ -148,6 +152,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await stop.wait()
             log.info("worker stopping")
     finally:
+        await store.close()
         await pool.close()
 
 
