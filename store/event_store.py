@@ -4,7 +4,9 @@ Appends are exactly-once under retries: an event already stored under the same
 (ticket_id, seq, event_id) is recognised and skipped. Every append takes one global,
 transaction-scoped advisory lock before it takes positions, so positions are handed out in
 commit order and a reader following `global_position` upward never skips an event. The append
-itself is a server-side function (migration 4), so it costs one round trip.
+itself is a server-side function (migration 4), so it costs one round trip. The worker's
+appends go through store/group_commit.py, which writes concurrent callers' batches in one
+transaction (migration 8) with the same checks and the same lock.
 """
 
 from __future__ import annotations
