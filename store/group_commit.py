@@ -24,6 +24,7 @@ in flight is committed all the same (its retry finds the events already present)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,19 +142,23 @@ class GroupCommitter:
         try:
             while self._queue:
                 try:
-                    async with self._pool.acquire() as conn:
-                        while self._queue:
-                            group = self._next_group()
-                            if group:
-                                await self._write(conn, group)
-                            group = []
-                except Exception as exc:
-                    # The connection broke, or none could be had: this group fails; the next
-                    # one tries a fresh connection.
-                    if not group:
+                    conn = await self._pool.acquire()
+                except Exception as exc:  # none to be had: this group fails, the next tries
+                    _fail(self._next_group(), exc)
+                    continue
+                try:
+                    while self._queue:
                         group = self._next_group()
+                        if group:
+                            await self._write(conn, group)
+                        group = []
+                except Exception as exc:  # the connection broke: the next group gets another
                     _fail(group, exc)
                     group = []
+                finally:
+                    # A broken connection is discarded by the pool; nobody waits on this.
+                    with contextlib.suppress(Exception):
+                        await self._pool.release(conn)
         except BaseException as exc:  # cancelled (the loop is going down): nobody may hang
             _fail(group, exc)
             _fail(list(self._queue), exc)
@@ -161,8 +166,8 @@ class GroupCommitter:
             raise
 
     async def _write(self, conn: asyncpg.Connection, group: list[_Waiting]) -> None:
-        """One transaction for the group; each caller gets its outcome. Raises (after nobody
-        has been answered) when the connection is no longer usable."""
+        """One transaction for the group; each caller gets its outcome. Raises when the
+        connection is no longer usable; the callers not answered yet are then failed with it."""
         self.transactions += 1
         self.batches += len(group)
         try:
