@@ -15,13 +15,17 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.event_store import AppendBatch, EventStoreActivities
 from domain.events import DomainEvent
 from store import event_store
 from store.connection import create_pool
 from store.errors import AppendRaced, EventConflict, SeqGap
 from store.event_store import APPEND_LOCK_KEY, AppendResult, append_events, read_after
 from store.group_commit import CommitterClosed, GroupCommitter
+from tests.test_metrics import free_port, prometheus, scrape
 from tests.test_store import as_json, make_events, new_ticket, stored
 
 
@@ -478,6 +482,42 @@ async def test_group_commit_positions_follow_commit_order_under_concurrency(
     assert seen == final
     for t in tickets:
         assert await stored(db_pool, t) == as_json(events[t])
+
+
+# --- the append_events activity -------------------------------------------------------------
+
+
+async def test_group_commit_concurrent_activities_share_a_transaction_each_with_its_outcome(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """The worker's activities go through the committer: one transaction for the activities
+    running at once; a refusal is that activity's non-retryable error; the latency metric is
+    recorded once per activity, with its own outcome."""
+    port = free_port()
+    runtime = prometheus(port)
+    acts = EventStoreActivities(db_pool)
+    tickets = [new_ticket() for _ in range(5)]
+    batches = [AppendBatch(ticket_id=t, events=make_events(t, [1, 2])) for t in tickets]
+    batches[3] = AppendBatch(ticket_id=tickets[3], events=make_events(tickets[3], [4]))
+
+    def run(batch: AppendBatch) -> Awaitable[AppendResult]:
+        env = ActivityEnvironment()
+        env.metric_meter = runtime.metric_meter
+        return env.run(acts.append_events, batch)
+
+    outcomes = await asyncio.gather(*(run(b) for b in batches), return_exceptions=True)
+    await acts.close()
+
+    assert acts.appends.transactions == 1
+    refused = outcomes.pop(3)
+    assert isinstance(refused, ApplicationError) and refused.type == "SeqGap", refused
+    assert refused.non_retryable and tickets[3] in str(refused)
+    assert outcomes == [AppendResult(inserted=2, already_present=0)] * 4
+    s = scrape(port)
+    assert s.value("escalation_event_store_append_seconds_count", outcome="ok") == 4
+    assert s.value("escalation_event_store_append_seconds_count", outcome="refused") == 1
+    with pytest.raises(CommitterClosed):
+        await run(batches[0])
 
 
 # --- helpers ---------------------------------------------------------------------------------
