@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -264,6 +266,42 @@ async def test_group_commit_function_refuses_a_ticket_in_two_batches(
             *columns,
         )
     assert await stored(db_pool, tid) == []
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    deliveries=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(1, 8), st.integers(1, 4)), max_size=15
+    )
+)
+async def test_group_commit_any_deliveries_at_once_are_exactly_once_per_ticket(
+    db_pool: asyncpg.Pool, deliveries: list[tuple[int, int, int]]
+) -> None:
+    """Batches of three tickets (retried, overlapping, early), all appended at once: each
+    ticket's batches are judged in the order they came, as one after the other would be."""
+    committer = GroupCommitter(db_pool)
+    tickets = [new_ticket() for _ in range(3)]
+    events = {t: make_events(t, range(1, 12)) for t in tickets}
+    batches = [events[tickets[k]][start - 1 : start - 1 + n] for k, start, n in deliveries]
+
+    outcomes = await _outcomes(committer, batches)
+
+    count = dict.fromkeys(tickets, 0)  # the model: how many events each ticket has stored
+    for (k, start, _), batch, outcome in zip(deliveries, batches, outcomes, strict=True):
+        t = tickets[k]
+        if start > count[t] + 1:
+            assert isinstance(outcome, SeqGap), outcome
+            assert (outcome.expected, outcome.got) == (count[t] + 1, start)
+            continue
+        new = max(0, start + len(batch) - 1 - count[t])
+        assert outcome == AppendResult(inserted=new, already_present=len(batch) - new)
+        count[t] += new
+    for t in tickets:
+        assert await stored(db_pool, t) == as_json(events[t][: count[t]])
 
 
 # --- cancellation, errors, closing -----------------------------------------------------------
