@@ -57,7 +57,8 @@ def build_worker(
 ) -> Worker:
     """The worker; the tuning keywords default to the SDK's defaults (Settings reads them).
     Pass `store` to close it (its group committer) before the pool."""
-    store = store or EventStoreActivities(pool, channels)
+    if store is None:
+        store = EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
     assignment = AssignmentActivities(pool, agents)
