@@ -5,7 +5,9 @@ Every append takes the global position lock and holds it until its commit
 the lock, not the database, bounds the rate. A `GroupCommitter` collects the batches of
 concurrent callers and writes them with `append_event_batches` (migration 8): one round trip,
 one lock, one insert, one commit for the whole group, then each caller gets its own result or
-its own refusal (SeqGap, EventConflict), exactly as `append_events` would have given it.
+its own refusal (SeqGap, EventConflict), exactly as `append_events` would have given it. A
+batch that lost a seq to another writer between its checks and its insert gets AppendRaced
+(retryable; the retry names the conflict) where `append_events` raises a serialization failure.
 
 Leader/follower without timers: an append queues its batch and, if no group is being written,
 starts the writer at once, so a lone append waits for nothing. While a group is being written,
