@@ -53,9 +53,12 @@ def build_worker(
     max_concurrent_workflow_tasks: int | None = None,
     max_cached_workflows: int = 1000,
     shutdown_grace: timedelta = timedelta(seconds=10),
+    store: EventStoreActivities | None = None,
 ) -> Worker:
-    """The worker; the tuning keywords default to the SDK's defaults (Settings reads them)."""
-    store = EventStoreActivities(pool, channels)
+    """The worker; the tuning keywords default to the SDK's defaults (Settings reads them).
+    Pass `store` to close it (its group committer) before the pool."""
+    if store is None:
+        store = EventStoreActivities(pool, channels)
     policy = PolicyActivities(policies)
     agents = agents or AgentActivities(None)
     assignment = AssignmentActivities(pool, agents)
@@ -119,6 +122,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
     dsn = resolve_database_url(settings)
     pool = await create_pool(dsn)
+    store = EventStoreActivities(pool, channels)
     try:
         applied = await migrate(pool)
         log.info("event store ready", migrations_applied=applied)
@@ -136,6 +140,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             agents,
             channels,
             **tuning(settings),
+            store=store,
         )
         # The read side's projector runs beside the worker unless ESCALATION_PROJECTOR=off.
         async with worker, background_projector(pool, settings.projector):
@@ -149,6 +154,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await stop.wait()
             log.info("worker stopping")
     finally:
+        await store.close()
         await pool.close()
 
 

@@ -26,7 +26,8 @@ from runtime import metrics
 from store.assignments import track_assignees, tracked
 from store.deliveries import delivered_channels, record_attempt, record_dead_letter
 from store.errors import EventConflict, SeqGap
-from store.event_store import AppendResult, append_events, read_ticket
+from store.event_store import AppendResult, read_ticket
+from store.group_commit import GroupCommitter
 from store.notifications import record_notification
 from store.ticket_facts import priority_before, ticket_policy
 
@@ -76,12 +77,19 @@ class StoredTicket(BaseModel):
 
 
 class EventStoreActivities:
-    """Activities sharing one asyncpg pool; register the bound methods with the worker."""
+    """Activities sharing one asyncpg pool; register the bound methods with the worker, and
+    `close()` this before the pool."""
 
     def __init__(self, pool: asyncpg.Pool, channels: ChannelConfig = NO_CHANNELS) -> None:
         self.pool = pool
         self.channels = channels
         self._policies: dict[str, str] = {}  # ticket -> policy name
+        # Concurrent append_events activities share transactions (store/group_commit.py).
+        self.appends = GroupCommitter(pool)
+
+    async def close(self) -> None:
+        """Wait for the appends already queued; refuse new ones."""
+        await self.appends.close()
 
     @activity.defn(name="stored_ticket")
     async def stored_ticket(self, lookup: StoreLookup) -> StoredTicket | None:
@@ -109,7 +117,7 @@ class EventStoreActivities:
             started = time.perf_counter()
             outcome = "error"
             try:
-                result = await append_events(self.pool, batch.events)
+                result = await self.appends.append(batch.events)
                 outcome = "ok"
             except (EventConflict, SeqGap, ValueError, asyncpg.DataError):
                 outcome = "refused"

@@ -39,6 +39,7 @@ STORE_TESTS = ("tests/test_store.py", "tests/test_readside_projector.py")
 # construction, so it is never part of a run.
 SELF_CHECK = "tests/test_store.py::test_every_mutation_of_bench_mutations_still_finds_its_target"
 DECIDER_TESTS = ("tests/test_domain_decider.py",)
+GROUP_TESTS = ("tests/test_store_group_commit.py",)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,63 @@ MUTATIONS: tuple[Mutation, ...] = (
         'WHERE global_position > $1"',
         'WHERE global_position >= $1"',
         "a reader resuming at a position reads that event again",
+    ),
+    # --- group commit: store/schema.py (append_event_batches), store/group_commit.py ----------
+    Mutation(
+        "group-gap-check",
+        "store/schema.py",
+        "WHERE f.s > 1 AND NOT EXISTS (",
+        "WHERE false AND NOT EXISTS (",
+        "a grouped batch starting beyond the next seq is stored, leaving a hole",
+        tests=GROUP_TESTS,
+    ),
+    Mutation(
+        "group-clash-check",
+        "store/schema.py",
+        "IS DISTINCT FROM (u.id, u.t, u.s, u.typ, u.payload::jsonb, u.at)",
+        "IS DISTINCT FROM (e.event_id, e.ticket_id, e.seq, e.event_type, e.payload, e.occurred_at)",
+        "a grouped batch whose seq or event id is taken is not refused as a conflict",
+        tests=GROUP_TESTS,
+    ),
+    Mutation(
+        "group-position-lock",
+        "store/schema.py",
+        "IF p_lock IS NOT NULL THEN",
+        "IF false THEN",
+        "a group's positions are no longer handed out in commit order",
+        tests=GROUP_TESTS,
+    ),
+    Mutation(
+        "group-race-undo",
+        "store/schema.py",
+        "IF cardinality(raced) > 0 THEN",
+        "IF false THEN",
+        "a grouped batch that lost a seq after its checks keeps the rows it did insert",
+        tests=GROUP_TESTS,
+    ),
+    Mutation(
+        "group-one-batch-per-ticket",
+        "store/group_commit.py",
+        "if item.ticket_id in tickets:",
+        "if False:",
+        "a ticket's next batch joins the group of the batch before it",
+        tests=GROUP_TESTS,
+    ),
+    Mutation(
+        "group-skip-cancelled",
+        "store/group_commit.py",
+        "if item.future.done():  # cancelled while queued",
+        "if False:",
+        "a caller cancelled while queued is written all the same",
+        tests=GROUP_TESTS,
+    ),
+    Mutation(
+        "group-no-split",
+        "store/group_commit.py",
+        "if len(group) == 1:",
+        "if True:",
+        "data one batch holds fails every batch of its group",
+        tests=GROUP_TESTS,
     ),
     # --- store/projections.py ------------------------------------------------------------------
     Mutation(

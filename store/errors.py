@@ -43,3 +43,8 @@ class SeqGap(StoreError):
         super().__init__(
             f"ticket {ticket_id}: expected seq {expected} or lower, got {got} (would leave a gap)"
         )
+
+
+class AppendRaced(Exception):
+    """Another writer took one of the batch's seqs between its checks and its insert; nothing of
+    the batch is stored. Not a refusal: the retry's checks find the conflict and name it."""

@@ -4,15 +4,17 @@ Appends are exactly-once under retries: an event already stored under the same
 (ticket_id, seq, event_id) is recognised and skipped. Every append takes one global,
 transaction-scoped advisory lock before it takes positions, so positions are handed out in
 commit order and a reader following `global_position` upward never skips an event. The append
-itself is a server-side function (migration 4), so it costs one round trip.
+itself is a server-side function (migration 4), so it costs one round trip. The worker's
+appends go through store/group_commit.py, which writes concurrent callers' batches in one
+transaction (migration 8) with the same checks and the same lock.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -76,7 +78,7 @@ def row_to_event(row: asyncpg.Record) -> StoredEvent:
     )
 
 
-def _check_batch(events: Sequence[DomainEvent]) -> None:
+def check_batch(events: Sequence[DomainEvent]) -> None:
     """One ticket, consecutive seqs, distinct event ids: anything else is a caller's bug."""
     ticket_id, first = events[0].ticket_id, events[0].seq
     for i, e in enumerate(events):
@@ -93,42 +95,31 @@ def _check_batch(events: Sequence[DomainEvent]) -> None:
         raise ValueError(f"ticket {ticket_id}: an event_id occurs twice in the batch")
 
 
-# Positions are taken in commit order only while every writer takes the lock; tests switch it
-# off (None) to show what goes wrong without it.
-POSITION_LOCK: int | None = APPEND_LOCK_KEY
+class BatchColumns(NamedTuple):
+    """A batch as the append functions' array arguments, one list per column."""
+
+    seqs: list[int]
+    ids: list[UUID]
+    types: list[str]
+    payloads: list[str]
+    times: list[datetime]
 
 
-async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> AppendResult:
-    """Append one ticket's consecutive events in one transaction; idempotent under retries.
+def batch_columns(events: Sequence[DomainEvent]) -> BatchColumns:
+    return BatchColumns(
+        [e.seq for e in events],
+        [e.event_id for e in events],
+        [e.event_type for e in events],
+        # pydantic's encoder: payloads may hold datetimes, UUIDs, decimals.
+        [pydantic_core.to_json(e.payload).decode() for e in events],
+        [e.occurred_at for e in events],
+    )
 
-    Raises ValueError for a malformed batch, EventConflict if a seq is held by another event
-    (or an event_id is stored elsewhere, or stored with other content), SeqGap if the batch
-    starts beyond the next seq.
 
-    The work is the `append_ticket_events` function (migration 4), one round trip. It first
-    takes one global, transaction-scoped advisory lock: an identity column hands out positions
-    when rows are inserted, not when they commit, so without the lock transaction A could take
-    position 10, B position 11, B commit first, and a reader that has seen 11 would never see
-    10. Holding one lock until commit (pyeventsourcing uses LOCK TABLE ... EXCLUSIVE for the
-    same reason; an advisory lock does not block readers) makes position order commit order.
-    """
-    if not events:
-        return AppendResult(inserted=0, already_present=0)
-    _check_batch(events)
+def append_outcome(row: Mapping[str, Any], events: Sequence[DomainEvent]) -> AppendResult:
+    """The result of one batch's outcome row (append_ticket_events, append_event_batches), or
+    the refusal it names: SeqGap, EventConflict."""
     ticket_id = events[0].ticket_id
-    async with connection(pool) as conn:
-        row = await conn.fetchrow(
-            "SELECT * FROM append_ticket_events($1, $2, $3, $4, $5, $6, $7)",
-            POSITION_LOCK,
-            ticket_id,
-            [e.seq for e in events],
-            [e.event_id for e in events],
-            [e.event_type for e in events],
-            # pydantic's encoder: payloads may hold datetimes, UUIDs, decimals.
-            [pydantic_core.to_json(e.payload).decode() for e in events],
-            [e.occurred_at for e in events],
-        )
-    assert row is not None
     if row["outcome"] == "gap":
         raise SeqGap(ticket_id, row["at_seq"], events[0].seq)
     if row["outcome"] == "changed":
@@ -154,8 +145,48 @@ async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> Append
             f"ticket {ticket_id} seq {seq}: event {mine} is already stored"
             f" as ticket {row['other_ticket']} seq {row['other_seq']}",
         )
-    inserted = row["inserted"]
+    if row["outcome"] != "ok":
+        raise RuntimeError(f"ticket {ticket_id}: unknown append outcome {row['outcome']!r}")
+    inserted: int = row["inserted"]
     return AppendResult(inserted=inserted, already_present=len(events) - inserted)
+
+
+# Positions are taken in commit order only while every writer takes the lock; tests switch it
+# off (None) to show what goes wrong without it.
+POSITION_LOCK: int | None = APPEND_LOCK_KEY
+
+
+async def append_events(pool: Executor, events: Sequence[DomainEvent]) -> AppendResult:
+    """Append one ticket's consecutive events in one transaction; idempotent under retries.
+
+    Raises ValueError for a malformed batch, EventConflict if a seq is held by another event
+    (or an event_id is stored elsewhere, or stored with other content), SeqGap if the batch
+    starts beyond the next seq.
+
+    The work is the `append_ticket_events` function (migration 4), one round trip. It first
+    takes one global, transaction-scoped advisory lock: an identity column hands out positions
+    when rows are inserted, not when they commit, so without the lock transaction A could take
+    position 10, B position 11, B commit first, and a reader that has seen 11 would never see
+    10. Holding one lock until commit (pyeventsourcing uses LOCK TABLE ... EXCLUSIVE for the
+    same reason; an advisory lock does not block readers) makes position order commit order.
+
+    One transaction per batch: concurrent appends commit one after the other. The worker's
+    activity goes through store/group_commit.py instead, which writes many callers' batches
+    in one transaction with the same checks and the same lock.
+    """
+    if not events:
+        return AppendResult(inserted=0, already_present=0)
+    check_batch(events)
+    cols = batch_columns(events)
+    async with connection(pool) as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM append_ticket_events($1, $2, $3, $4, $5, $6, $7)",
+            POSITION_LOCK,
+            events[0].ticket_id,
+            *cols,
+        )
+    assert row is not None
+    return append_outcome(row, events)
 
 
 async def read_ticket(pool: Executor, ticket_id: str) -> list[StoredEvent]:

@@ -290,6 +290,133 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX tickets_tags_idx ON tickets USING gin (tags);
         """,
     ),
+    Migration(
+        8,
+        "append_event_batches: several tickets' appends in one transaction (group commit)",
+        """
+        -- append_ticket_events for many batches at once (store/group_commit.py): the same
+        -- checks per batch, one position lock, one insert, one commit. A refused batch gets its
+        -- own outcome row and nothing stored; the others go on. Each event carries its batch's
+        -- number (1..n); a ticket occurs in one batch only (the caller splits the rest into
+        -- the next group), so every check reads committed rows, as append_ticket_events does.
+        CREATE FUNCTION append_event_batches(
+            p_lock     bigint,
+            p_batches  integer[],
+            p_tickets  text[],
+            p_seqs     integer[],
+            p_ids      uuid[],
+            p_types    text[],
+            p_payloads text[],
+            p_times    timestamptz[]
+        ) RETURNS TABLE (
+            batch_no     integer,
+            outcome      text,
+            inserted     integer,
+            at_seq       integer,
+            existing_id  uuid,
+            other_ticket text,
+            other_seq    integer
+        ) LANGUAGE plpgsql AS $fn$
+        DECLARE
+            refused     integer[] := '{}';
+            raced       integer[] := '{}';
+            ins_tickets text[];
+            ins_seqs    integer[];
+            r           record;
+        BEGIN
+            IF (SELECT count(DISTINCT u.t) <> count(DISTINCT u.b)
+                FROM unnest(p_batches, p_tickets) AS u(b, t)) THEN
+                RAISE EXCEPTION 'append_event_batches: a ticket occurs in two batches'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            -- A batch starting beyond its ticket's next seq.
+            FOR r IN
+                SELECT f.b, f.t,
+                       (SELECT coalesce(max(e.seq), 0) + 1 FROM ticket_events e
+                        WHERE e.ticket_id = f.t) AS next_seq
+                FROM (SELECT u.b, u.t, min(u.s) AS s
+                      FROM unnest(p_batches, p_tickets, p_seqs) AS u(b, t, s)
+                      GROUP BY u.b, u.t) f
+                WHERE f.s > 1 AND NOT EXISTS (
+                    SELECT 1 FROM ticket_events e WHERE e.ticket_id = f.t AND e.seq = f.s - 1
+                )
+            LOOP
+                batch_no := r.b; outcome := 'gap'; inserted := 0; at_seq := r.next_seq;
+                existing_id := NULL; other_ticket := NULL; other_seq := NULL;
+                RETURN NEXT;
+                refused := refused || r.b;
+            END LOOP;
+            -- Per remaining batch its first clash by seq: its seq held by another event, its
+            -- event id stored elsewhere, or its event stored with other content.
+            FOR r IN
+                SELECT DISTINCT ON (u.b) u.b, u.s, e.event_id, e.ticket_id, e.seq,
+                       (e.event_id, e.ticket_id, e.seq) = (u.id, u.t, u.s) AS changed
+                FROM unnest(p_batches, p_tickets, p_seqs, p_ids, p_types, p_payloads, p_times)
+                    AS u(b, t, s, id, typ, payload, at)
+                JOIN ticket_events e
+                  ON (e.ticket_id = u.t AND e.seq = u.s) OR e.event_id = u.id
+                WHERE u.b <> ALL (refused)
+                  AND (e.event_id, e.ticket_id, e.seq, e.event_type, e.payload, e.occurred_at)
+                      IS DISTINCT FROM (u.id, u.t, u.s, u.typ, u.payload::jsonb, u.at)
+                ORDER BY u.b, u.s
+            LOOP
+                batch_no := r.b;
+                outcome := CASE WHEN r.changed THEN 'changed' ELSE 'conflict' END;
+                inserted := 0; at_seq := r.s; existing_id := r.event_id;
+                other_ticket := r.ticket_id; other_seq := r.seq;
+                RETURN NEXT;
+                refused := refused || r.b;
+            END LOOP;
+            IF (SELECT count(DISTINCT b) FROM unnest(p_batches) AS b) = cardinality(refused) THEN
+                RETURN;
+            END IF;
+            -- Held from the first insert to the commit: positions in commit order.
+            IF p_lock IS NOT NULL THEN
+                PERFORM pg_advisory_xact_lock(p_lock);
+            END IF;
+            WITH ins AS (
+                INSERT INTO ticket_events
+                    (ticket_id, seq, event_id, event_type, payload, occurred_at)
+                SELECT u.t, u.s, u.id, u.typ, u.payload::jsonb, u.at
+                FROM unnest(p_batches, p_tickets, p_seqs, p_ids, p_types, p_payloads, p_times)
+                    AS u(b, t, s, id, typ, payload, at)
+                WHERE u.b <> ALL (refused)
+                ORDER BY u.b, u.s
+                ON CONFLICT DO NOTHING
+                RETURNING ticket_events.ticket_id, ticket_events.seq
+            )
+            SELECT coalesce(array_agg(ins.ticket_id), '{}'), coalesce(array_agg(ins.seq), '{}')
+            INTO ins_tickets, ins_seqs FROM ins;
+            -- A row skipped must be ours already. A batch that lost a seq to another writer
+            -- after its checks takes the rows it did insert back out and is told so ('raced');
+            -- its retry's checks name the conflict. The other batches still commit.
+            IF cardinality(ins_tickets) < (SELECT count(*) FROM unnest(p_batches) AS u(b)
+                                           WHERE u.b <> ALL (refused)) THEN
+                SELECT coalesce(array_agg(DISTINCT u.b), '{}') INTO raced
+                FROM unnest(p_batches, p_tickets, p_seqs, p_ids) AS u(b, t, s, id)
+                WHERE u.b <> ALL (refused) AND NOT EXISTS (
+                    SELECT 1 FROM ticket_events e
+                    WHERE e.ticket_id = u.t AND e.seq = u.s AND e.event_id = u.id
+                );
+            END IF;
+            IF cardinality(raced) > 0 THEN
+                DELETE FROM ticket_events e
+                USING unnest(ins_tickets, ins_seqs) AS i(t, s),
+                      unnest(p_batches, p_tickets) AS u(b, t)
+                WHERE e.ticket_id = i.t AND e.seq = i.s AND u.t = i.t AND u.b = ANY (raced);
+            END IF;
+            RETURN QUERY
+                SELECT g.b, CASE WHEN g.b = ANY (raced) THEN 'raced' ELSE 'ok' END,
+                       CASE WHEN g.b = ANY (raced) THEN 0
+                            ELSE (SELECT count(*)::integer FROM unnest(ins_tickets) AS i(t)
+                                  WHERE i.t = g.t) END,
+                       NULL::integer, NULL::uuid, NULL::text, NULL::integer
+                FROM (SELECT DISTINCT u.b, u.t FROM unnest(p_batches, p_tickets) AS u(b, t)) g
+                WHERE g.b <> ALL (refused);
+        END
+        $fn$;
+        """,
+    ),
 ]
 
 
