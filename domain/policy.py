@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import weakref
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -451,6 +452,25 @@ class Policy(BaseModel):
 
     def targets_for(self, priority: Priority) -> Targets:
         return self.targets[priority]
+
+
+# Open tickets that recorded the same policy share one Policy object (and through it one
+# CalendarSpec and its holiday dates) instead of a parsed copy each: a policy is frozen and
+# compared by value, so which of two equal copies a ticket holds changes nothing it decides.
+# Weak values: a policy no open ticket holds any more is dropped.
+_SHARED: weakref.WeakValueDictionary[str, Policy] = weakref.WeakValueDictionary()
+
+
+def shared_policy(policy: Policy) -> Policy:
+    """The one object equal to `policy` that holders of this policy share (`policy` itself the
+    first time). Keyed by the recorded form and checked by value, so an unequal policy is
+    never handed out, whatever the serializer leaves out."""
+    key = policy.model_dump_json()
+    kept = _SHARED.get(key)
+    if kept is not None and kept == policy:
+        return kept
+    _SHARED[key] = policy
+    return policy
 
 
 def _targets(fr: str, res: str, budget: str) -> dict[str, str]:

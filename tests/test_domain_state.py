@@ -100,3 +100,34 @@ def test_a_request_id_is_bound_to_action_agent_and_payload() -> None:
     # a ticket folded from the store (or opened before) knows the id, not its use: a no-op
     assert decide(story.s, Assign(agent_id="bob", request_id="r-1"), at(minutes=2)) == []
     assert request_use(first) != request_use(Assign(agent_id="amy", assignee="amy", request_id="x"))
+
+
+def test_tickets_that_recorded_the_same_policy_share_one_policy_object() -> None:
+    first, second = Story(ticket_id="T-1"), Story(ticket_id="T-2")
+    # Each evolved its own TicketOpened payload (a dict), yet they hold one object.
+    assert first.events[0].payload["policy"] is not second.events[0].payload["policy"]
+    assert first.s.policy is second.s.policy
+    assert fold(first.events).policy is first.s.policy  # a replay's fold shares it too
+
+
+def test_a_changed_policy_is_not_shared_with_the_old_one() -> None:
+    changed = DEFAULT_POLICY.model_copy(update={"warn_at": 0.5})
+    old, new = Story(ticket_id="T-1"), Story(ticket_id="T-2", policy=changed)
+    assert new.s.policy is not old.s.policy
+    assert new.s.policy.warn_at == 0.5 and old.s.policy.warn_at == DEFAULT_POLICY.warn_at
+    assert Story(ticket_id="T-3", policy=changed).s.policy is new.s.policy
+
+
+def test_a_shared_policy_is_never_one_that_differs_by_value() -> None:
+    """Even when two policies record alike (the key), the one handed out equals the asked."""
+    from domain import policy as pol
+
+    one = DEFAULT_POLICY.model_copy(update={"name": "one"})
+    assert pol.shared_policy(one) is one
+    key = one.model_dump_json()
+    impostor = one.model_copy(update={"renotify_max": one.renotify_max + 1})
+    pol._SHARED[key] = impostor  # as if a lossy record made two unequal policies collide
+    try:
+        assert pol.shared_policy(one) is one
+    finally:
+        pol._SHARED.pop(key, None)
