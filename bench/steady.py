@@ -59,7 +59,7 @@ from bench.bare import (
     BareTicketWorkflow,
     BareTimerWorkflow,
 )
-from domain.policy import BUILTIN_POLICIES, parse_policies
+from domain.policy import BUILTIN_POLICIES, Policy, parse_policies
 from store.connection import create_pool
 from store.schema import migrate
 
@@ -168,6 +168,7 @@ async def child_worker(
     max_cached: int,
     policy_text: str | None = None,
     trace: bool = False,
+    heap: bool = False,
 ) -> AsyncIterator[Child]:
     cmd = [
         sys.executable,
@@ -187,6 +188,8 @@ async def child_worker(
         cmd += ["--policy-text", policy_text]
     if trace:
         cmd.append("--trace")
+    if heap:
+        cmd.append("--heap")
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
     say(f"   {kind} worker process log: {log.name}")
     proc = subprocess.Popen(  # noqa: ASYNC220
@@ -213,14 +216,22 @@ async def serve(args: argparse.Namespace) -> None:
     """The child: our worker (build_worker) or the bare one, until SIGTERM."""
     if args.trace:
         tracemalloc.start(3)
+    elif args.heap:
+        tracemalloc.start(1)
     where = json.loads(args.where)
     client = await Client.connect(args.address, data_converter=pydantic_data_converter)
     pool = await create_pool(**where, min_size=1, max_size=10)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     worker: Worker
-    if args.serve == "ours":
+    if args.serve in ("ours", "ours-copies"):
         from worker import build_worker
+
+        if args.serve == "ours-copies":  # the A/B's "before": one parsed policy per ticket
+            import domain.state
+            import workflows.carried
+
+            domain.state.shared_policy = workflows.carried.shared_policy = _own_copy
 
         policies = dict(BUILTIN_POLICIES)
         if args.policy_text:
@@ -249,6 +260,10 @@ async def serve(args: argparse.Namespace) -> None:
     await pool.close()
 
 
+def _own_copy(policy: Policy) -> Policy:
+    return policy
+
+
 async def control_loop() -> None:
     """`trim` collects garbage and hands freed heap back to the OS (so RSS counts what is kept,
     not the high-water mark of opening); `mark` takes a tracemalloc snapshot; `diff PATH`
@@ -263,6 +278,8 @@ async def control_loop() -> None:
             with contextlib.suppress(OSError, AttributeError):
                 ctypes.CDLL("libc.so.6").malloc_trim(0)
             print("trimmed", flush=True)
+        elif line == "heap":
+            print(tracemalloc.get_traced_memory()[0], flush=True)
         elif line == "mark":
             base = tracemalloc.take_snapshot()
             print("marked", flush=True)
@@ -350,15 +367,26 @@ async def memory_phase(
     n: int,
     res: Results,
     trace_to: str | None = None,
+    ab: bool = False,
 ) -> dict[str, float]:
+    """`ab`: also our worker with one policy copy per ticket (the change's "before"), and
+    each side's Python heap (tracemalloc) beside its RSS."""
     say(f"M. memory: {n} open tickets vs {n} bare workflows on one timer, one worker each")
     db, pool = await scratch(where, "memory")
     tag = uuid.uuid4().hex[:6]
     out: dict[str, float] = {}
+    sides = ("bare", "ours-copies", "ours") if ab else ("bare", "ours")
     try:
-        for kind in ("bare", "ours"):
-            out.update(await _memory_side(env, db, pool, kind, n, tag, trace_to))
+        for kind in sides:
+            out.update(await _memory_side(env, db, pool, kind, n, tag, trace_to, ab))
             out[kind] = (out[f"{kind}_full_mb"] - out[f"{kind}_idle_mb"]) * 1024 / n  # KiB each
+        if ab:
+            res.add(
+                "M. A/B: ours with a policy copy per ticket (KiB RSS / KiB Python heap each)",
+                f"{out['ours-copies']:.1f} / {out['ours-copies_heap']:.1f}",
+                f"{out['ours']:.1f} / {out['ours_heap']:.1f} shared",
+                f"bare {out['bare']:.1f} / {out['bare_heap']:.1f}",
+            )
         res.add(
             f"M. memory per open cached workflow (KiB, RSS delta over {n})",
             f"{out['ours']:.1f}",
@@ -385,17 +413,20 @@ async def _memory_side(
     n: int,
     tag: str,
     trace_to: str | None,
+    heap: bool = False,
 ) -> dict[str, float]:
     client = env.client
     tq = f"bench-mem-{kind}-{tag}"
-    opener = open_ours if kind == "ours" else _bare_open_long
+    opener = _bare_open_long if kind == "bare" else open_ours
     cached = n + n // 10 + 10
     trace = trace_to is not None
-    async with child_worker(kind, env, db, tq, max_cached=cached, trace=trace) as child:
+    side = "ours" if kind != "bare" else "bare"
+    async with child_worker(kind, env, db, tq, max_cached=cached, trace=trace, heap=heap) as child:
         # One workflow first, so the idle figure includes the first workflow's imports.
         warm = f"MW{tag}{kind}"
         await opener(client, tq, warm)
-        await _settled(client, kind, [warm], pool)
+        await _settled(client, side, [warm], pool)
+        idle_heap = float(await child.command("heap")) if heap else 0.0
         idle = await child.steady_rss_mb()
         await child.command("trim")
         idle_trim = await child.steady_rss_mb()
@@ -403,11 +434,12 @@ async def _memory_side(
             await child.command("mark")
         ids = [f"M{tag}{kind}-{i:06d}" for i in range(n)]
         await bounded(n, 50, lambda i: opener(client, tq, ids[i]))
-        await _settled(client, kind, ids, pool)
+        await _settled(client, side, ids, pool)
+        full_heap = float(await child.command("heap")) if heap else 0.0
         full = await child.steady_rss_mb()
         await child.command("trim")
         full_trim = await child.steady_rss_mb()
-        if trace_to is not None:
+        if trace_to is not None and kind != "ours-copies":
             await child.command(f"diff {trace_to}.{kind}")
             say(f"   tracemalloc diff written to {trace_to}.{kind}")
     say(
@@ -420,6 +452,7 @@ async def _memory_side(
         f"{kind}_idle_trim_mb": idle_trim,
         f"{kind}_full_trim_mb": full_trim,
         f"{kind}_trim": (full_trim - idle_trim) * 1024 / n,
+        f"{kind}_heap": (full_heap - idle_heap) / 1024 / n,
     }
 
 
@@ -749,13 +782,20 @@ def main() -> None:
         help="run the memory phase with N tickets under tracemalloc; write the diff",
     )
     parser.add_argument("--out", default="memory-trace.txt", help="where --trace-memory writes")
-    parser.add_argument("--serve", choices=("ours", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="with --trace-memory N: instead of the diff, ours with a policy copy per ticket"
+        " beside ours and bare, RSS and Python heap per workflow",
+    )
+    parser.add_argument("--serve", choices=("ours", "ours-copies", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--where", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
     parser.add_argument("--policy-text", help=argparse.SUPPRESS)
     parser.add_argument("--max-cached", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--heap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from runtime.logs import configure_logging
 
@@ -772,7 +812,10 @@ def main() -> None:
 
         res = Results()
         async with stack() as (where, env):
-            await memory_phase(env, where, args.trace_memory, res, trace_to=args.out)
+            if args.ab:
+                await memory_phase(env, where, args.trace_memory, res, ab=True)
+            else:
+                await memory_phase(env, where, args.trace_memory, res, trace_to=args.out)
         print(res.table())
 
     asyncio.run(traced())

@@ -107,7 +107,8 @@ def test_tickets_that_recorded_the_same_policy_share_one_policy_object() -> None
     # Each evolved its own TicketOpened payload (a dict), yet they hold one object.
     assert first.events[0].payload["policy"] is not second.events[0].payload["policy"]
     assert first.s.policy is second.s.policy
-    assert fold(first.events).policy is first.s.policy  # a replay's fold shares it too
+    folded = fold(first.events)  # a replay's fold shares it too
+    assert folded is not None and folded.policy is first.s.policy
 
 
 def test_a_changed_policy_is_not_shared_with_the_old_one() -> None:
@@ -131,3 +132,12 @@ def test_a_shared_policy_is_never_one_that_differs_by_value() -> None:
         assert pol.shared_policy(one) is one
     finally:
         pol._SHARED.pop(key, None)
+
+
+def test_a_state_carried_across_continue_as_new_shares_its_policy() -> None:
+    story = Story()
+    text = Carried(state=story.s).model_dump_json()
+    one, two = (Carried.model_validate_json(text).state for _ in range(2))
+    assert one is not None and two is not None and one is not two
+    assert one.policy is two.policy is story.s.policy
+    assert one == story.s  # nothing else changed on the way
