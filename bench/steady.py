@@ -142,6 +142,11 @@ class Child:
     def rss_mb(self) -> float:
         return float(self._ps.memory_info().rss) / 2**20
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the worker process has used (all its threads, the SDK's core's too)."""
+        t = self._ps.cpu_times()
+        return float(t.user + t.system)
+
     async def steady_rss_mb(self, samples: int = 5) -> float:
         """The median of a few samples, 0.2 s apart (the SDK's threads allocate as they poll)."""
         out = []
@@ -524,7 +529,8 @@ async def lateness_phase(
     try:
         async with child_worker(
             "ours", env, db, tq, max_cached=n + n // 10 + 10, policy_text=bench_policy(fr)
-        ):
+        ) as child:
+            cpu0 = child.cpu_seconds()
             t0 = time.perf_counter()
             behind: list[float] = []
 
@@ -543,6 +549,7 @@ async def lateness_phase(
                 fr * 2 + n / rate + 120,
                 "lateness: TicketEscalated stored",
             )
+            busy = (child.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
         rows = await pool.fetch(LATENESS_SQL, prefix + "%")
         late = [float(r["late"]) for r in rows]
         p50, p99 = pct(late, 50), pct(late, 99)
@@ -567,7 +574,12 @@ async def lateness_phase(
             "max": max(late),
             "opens_behind_schedule": len(behind),
             "worst_timeline": timeline,
+            "worker_cpu_busy": busy,
         }
+        res.notes.append(
+            f"lateness: the worker process used {busy:.0%} of one core over the phase"
+            f" ({os.cpu_count()} cores, shared with the dev server, PostgreSQL and the client)"
+        )
     finally:
         await pool.close()
     await burst_phase(env, where, size, res)
