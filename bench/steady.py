@@ -127,6 +127,39 @@ def bench_policy(first_response: float) -> str:
     return f'[policies.bench]\ntiers = ["L1", "L2", "L3"]\nwarn_at = 0.8\n{targets}'
 
 
+# A business-hours policy whose calendar carries Germany's public holidays for 2020-2040:
+# what a ticket's recorded policy weighs when it has a calendar.
+OFFICE_POLICY = """
+[policies.office]
+tiers = ["L1", "L2", "L3"]
+calendar = "office"
+[policies.office.targets.urgent]
+first_response = "4h"
+resolution = "3d"
+tier_budget = "1d"
+[policies.office.targets.high]
+first_response = "4h"
+resolution = "3d"
+tier_budget = "1d"
+[policies.office.targets.normal]
+first_response = "4h"
+resolution = "3d"
+tier_budget = "1d"
+[policies.office.targets.low]
+first_response = "4h"
+resolution = "3d"
+tier_budget = "1d"
+[calendars.office]
+timezone = "Europe/Berlin"
+monday = "09:00-17:00"
+tuesday = "09:00-17:00"
+wednesday = "09:00-17:00"
+thursday = "09:00-17:00"
+friday = "09:00-17:00"
+holiday_country = "DE"
+"""
+
+
 # --- worker child processes ---------------------------------------------------------------------
 
 
@@ -233,10 +266,12 @@ async def serve(args: argparse.Namespace) -> None:
         from worker import build_worker
 
         if args.serve == "ours-copies":  # the A/B's "before": one parsed policy per ticket
+            import domain.events
             import domain.state
             import workflows.carried
 
             domain.state.shared_policy = workflows.carried.shared_policy = _own_copy
+            domain.events.shared_recorded_policy = _own_dict
 
         policies = dict(BUILTIN_POLICIES)
         if args.policy_text:
@@ -267,6 +302,10 @@ async def serve(args: argparse.Namespace) -> None:
 
 def _own_copy(policy: Policy) -> Policy:
     return policy
+
+
+def _own_dict(recorded: dict[str, Any]) -> dict[str, Any]:
+    return recorded
 
 
 async def control_loop() -> None:
@@ -374,9 +413,11 @@ async def memory_phase(
     trace_to: str | None = None,
     ab: bool = False,
     heap: bool = False,
+    office: bool = False,
 ) -> dict[str, float]:
     """`ab`: also our worker with one policy copy per ticket (the change's "before");
-    `heap`: each side's Python heap (tracemalloc, which slows the workers) beside its RSS."""
+    `heap`: each side's Python heap (tracemalloc, which slows the workers) beside its RSS;
+    `office`: our tickets on a business-hours policy with public holidays (OFFICE_POLICY)."""
     say(f"M. memory: {n} open tickets vs {n} bare workflows on one timer, one worker each")
     db, pool = await scratch(where, "memory")
     tag = uuid.uuid4().hex[:6]
@@ -384,7 +425,7 @@ async def memory_phase(
     sides = ("bare", "ours-copies", "ours") if ab else ("bare", "ours")
     try:
         for kind in sides:
-            out.update(await _memory_side(env, db, pool, kind, n, tag, trace_to, heap))
+            out.update(await _memory_side(env, db, pool, kind, n, tag, trace_to, heap, office))
             out[kind] = (out[f"{kind}_full_mb"] - out[f"{kind}_idle_mb"]) * 1024 / n  # KiB each
         if ab:
             res.add(
@@ -420,14 +461,23 @@ async def _memory_side(
     tag: str,
     trace_to: str | None,
     heap: bool = False,
+    office: bool = False,
 ) -> dict[str, float]:
     client = env.client
     tq = f"bench-mem-{kind}-{tag}"
-    opener = _bare_open_long if kind == "bare" else open_ours
     cached = n + n // 10 + 10
     trace = trace_to is not None
     side = "ours" if kind != "bare" else "bare"
-    async with child_worker(kind, env, db, tq, max_cached=cached, trace=trace, heap=heap) as child:
+
+    async def opener(c: Client, queue: str, tid: str) -> Any:
+        if side == "bare":
+            return await _bare_open_long(c, queue, tid)
+        return await open_ours(c, queue, tid, "office" if office else None)
+
+    text = OFFICE_POLICY if office and side == "ours" else None
+    async with child_worker(
+        kind, env, db, tq, max_cached=cached, trace=trace, heap=heap, policy_text=text
+    ) as child:
         # One workflow first, so the idle figure includes the first workflow's imports.
         warm = f"MW{tag}{kind}"
         await opener(client, tq, warm)
@@ -810,6 +860,9 @@ def main() -> None:
     parser.add_argument(
         "--heap", action="store_true", help="with --ab: the Python heap (tracemalloc) too"
     )
+    parser.add_argument(
+        "--office", action="store_true", help="with --ab: a business-hours policy with holidays"
+    )
     args = parser.parse_args()
     from runtime.logs import configure_logging
 
@@ -827,7 +880,9 @@ def main() -> None:
         res = Results()
         async with stack() as (where, env):
             if args.ab:
-                await memory_phase(env, where, args.trace_memory, res, ab=True, heap=args.heap)
+                await memory_phase(
+                    env, where, args.trace_memory, res, ab=True, heap=args.heap, office=args.office
+                )
             else:
                 await memory_phase(env, where, args.trace_memory, res, trace_to=args.out)
         print(res.table())

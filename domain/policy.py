@@ -6,6 +6,7 @@ to the policy file never changes the clocks of tickets already open.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 import weakref
@@ -471,6 +472,25 @@ def shared_policy(policy: Policy) -> Policy:
         return kept
     _SHARED[key] = policy
     return policy
+
+
+# The recorded form (JSON values) of the policies open tickets hold, one dict per distinct
+# policy, for the TicketOpened payload each ticket keeps: the policy's text is most of that
+# payload (a calendar's holidays especially). Never mutated by anyone; bounded, newest kept.
+_RECORDED: dict[str, dict[str, Any]] = {}
+RECORDED_POLICIES_KEPT = 64
+
+
+def shared_recorded_policy(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The one dict equal to `recorded` (a policy as recorded) that its holders share."""
+    key = json.dumps(recorded, sort_keys=True, separators=(",", ":"))
+    kept = _RECORDED.get(key)
+    if kept is not None and kept == recorded:
+        return kept
+    if len(_RECORDED) >= RECORDED_POLICIES_KEPT:
+        _RECORDED.pop(next(iter(_RECORDED)))
+    _RECORDED[key] = recorded
+    return recorded
 
 
 def _targets(fr: str, res: str, budget: str) -> dict[str, str]:
