@@ -9,10 +9,10 @@ from uuid import uuid4
 import pytest
 
 from domain import events as ev
-from domain.commands import Assign, RequestEscalation, request_use
-from domain.decider import decide
+from domain.commands import Assign, OpenTicket, RequestEscalation, request_use
+from domain.decider import Open, decide
 from domain.errors import ActionRejected
-from domain.policy import DEFAULT_POLICY
+from domain.policy import DEFAULT_POLICY, Policy
 from domain.state import EventMismatch, evolve, fold, reminded, renotify_due, request_used
 from tests.test_domain_decider import Story, at
 from workflows.carried import Carried
@@ -141,3 +141,40 @@ def test_a_state_carried_across_continue_as_new_shares_its_policy() -> None:
     assert one is not None and two is not None and one is not two
     assert one.policy is two.policy is story.s.policy
     assert one == story.s  # nothing else changed on the way
+
+
+def _opened(ticket_id: str, policy: Policy = DEFAULT_POLICY) -> ev.DomainEvent:
+    """TicketOpened as the workflow records it (ev.recorded_payload)."""
+    ticket = OpenTicket(ticket_id=ticket_id, subject="s", customer_id="acme")
+    [data] = [
+        d
+        for d in decide(None, Open(ticket=ticket, policy=policy), at())
+        if d.event_type == "TicketOpened"
+    ]
+    return ev.DomainEvent(
+        ticket_id=ticket_id,
+        seq=1,
+        event_id=uuid4(),
+        event_type=data.event_type,
+        payload=ev.recorded_payload(data),
+        occurred_at=at(),
+    )
+
+
+def test_recorded_ticket_opened_payloads_share_the_policy_dict_and_record_the_same() -> None:
+    one, two = _opened("T-1"), _opened("T-2")
+    assert one.payload["policy"] is two.payload["policy"]
+    assert one.payload["policy"] == DEFAULT_POLICY.model_dump(mode="json")
+    assert ev.DomainEvent.model_validate_json(one.model_dump_json()) == one  # records alike
+    changed = _opened("T-3", DEFAULT_POLICY.model_copy(update={"warn_at": 0.5}))
+    assert changed.payload["policy"] is not one.payload["policy"]
+    assert changed.payload["policy"]["warn_at"] == 0.5
+
+
+def test_the_shared_recorded_policies_stay_bounded() -> None:
+    from domain import policy as pol
+
+    for n in range(pol.RECORDED_POLICIES_KEPT + 10):
+        pol.shared_recorded_policy({"name": f"p{n}"})
+    assert len(pol._RECORDED) == pol.RECORDED_POLICIES_KEPT
+    assert pol.shared_recorded_policy({"name": "p0"}) is not None  # dropped, taken in again
