@@ -428,11 +428,17 @@ async def memory_phase(
             out.update(await _memory_side(env, db, pool, kind, n, tag, trace_to, heap, office))
             out[kind] = (out[f"{kind}_full_mb"] - out[f"{kind}_idle_mb"]) * 1024 / n  # KiB each
         if ab:
+
+            def each(kind: str) -> str:
+                return f"{out[kind]:.1f}" + (f" / {out[kind + '_heap']:.1f}" if heap else "")
+
             res.add(
-                "M. A/B: ours with a policy copy per ticket (KiB RSS / KiB Python heap each)",
-                f"{out['ours-copies']:.1f} / {out['ours-copies_heap']:.1f}",
-                f"{out['ours']:.1f} / {out['ours_heap']:.1f} shared",
-                f"bare {out['bare']:.1f} / {out['bare_heap']:.1f}",
+                "M. A/B: ours with the policy copied per ticket (KiB RSS"
+                + (" / KiB Python heap" if heap else "")
+                + " each), ours shared, bare",
+                each("ours-copies"),
+                each("ours"),
+                f"bare {each('bare')}",
             )
         res.add(
             f"M. memory per open cached workflow (KiB, RSS delta over {n})",
