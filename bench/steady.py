@@ -84,7 +84,7 @@ class SteadySize:
 
 
 STEADY_QUICK = SteadySize(30, 20, 10.0, 4.0, 20, 6.0, 10, 5.0, 3.0)
-STEADY_FULL = SteadySize(2_000, 10_000, 20.0, 60.0, 2_000, 120.0, 1_000, 20.0, 60.0)
+STEADY_FULL = SteadySize(2_000, 10_000, 20.0, 60.0, 2_000, 240.0, 1_000, 20.0, 60.0)
 STEADY_TINY = SteadySize(8, 6, 6.0, 3.0, 6, 5.0, 4, 4.0, 1.5)
 
 
