@@ -13,7 +13,8 @@ Phases of bench/run.py (`--only memory,lateness,steady`), each ours against a ba
             interleaved (open loop), p50/p99 latency ours vs bare.
 
     .venv/bin/python bench/run.py --only memory,lateness,steady --quick
-    .venv/bin/python bench/steady.py --trace-memory 200    # where our per-ticket memory goes
+    .venv/bin/python bench/steady.py --trace-memory 200 --out t.txt  # tracemalloc diff, by line
+    .venv/bin/python bench/steady.py --trace-memory 300 --ab [--office]  # policy copied vs shared
 """
 
 from __future__ import annotations
