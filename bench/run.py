@@ -14,7 +14,9 @@ DATABASE_URL names), then measures, on the same server at the same client concur
      projector catch-up vs a plain scan (bench/projector.py's measure());
   5. (full only) scale: N open tickets with timers on one worker process (a child process):
      peak RSS, time to open, escalation lateness, none lost;
-  6. (with --profile) a pyinstrument profile of a worker process under the lifecycle load.
+  6. (with --profile) a pyinstrument profile of a worker process under the lifecycle load;
+  M, L, S. memory per open ticket, escalation lateness at a steady rate and in a burst, and
+     `respond` latency at a steady rate (bench/steady.py).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bench import projector
+from bench import projector, steady
 from bench.bare import BARE_WORKFLOW, BareTicketWorkflow
 from domain.events import DomainEvent
 from domain.policy import BUILTIN_POLICIES, parse_policies
@@ -82,10 +84,11 @@ class Size:
     store_concurrency: int
     projector_events: int
     scale: int  # 0: skip
+    steady: steady.SteadySize | None = None  # None: skip memory, lateness and steady
 
 
-QUICK = Size(60, 10, 20, 400, 16, 5_000, 0)
-FULL = Size(600, 50, 200, 2_000, 16, 50_000, 10_000)
+QUICK = Size(60, 10, 20, 400, 16, 5_000, 0, steady.STEADY_QUICK)
+FULL = Size(600, 50, 200, 2_000, 16, 50_000, 10_000, steady.STEADY_FULL)
 
 
 @dataclass
@@ -695,7 +698,7 @@ async def profile_phase(
 # --- main -----------------------------------------------------------------------------------
 
 
-PHASES = ("temporal", "store", "scale", "profile")
+PHASES = ("temporal", "store", "scale", "profile", *steady.PHASES)
 
 
 async def run(
@@ -730,6 +733,8 @@ async def run(
             await scale_phase(env, where, scale, first_response, res, max_cached)
         if profile:
             await profile_phase(env, where, size, profile)
+        if size.steady is not None:
+            await steady.run_phases(env, where, size.steady, only, res)
     return res
 
 

@@ -14,7 +14,7 @@ from pydantic import (
     model_serializer,
 )
 
-from domain.policy import Policy, Priority
+from domain.policy import Policy, Priority, shared_recorded_policy
 from domain.tags import TagSet
 from domain.vocabulary import Metric as Metric  # re-exported: callers import it from here
 
@@ -244,3 +244,13 @@ class DomainEvent(BaseModel):
         if model is None:
             raise ValueError(f"unknown event type {self.event_type!r} (seq {self.seq})")
         return model.model_validate(self.payload)
+
+
+def recorded_payload(data: EventPayload) -> dict[str, Any]:
+    """`data` as an envelope records it (JSON values). A TicketOpened's policy is the dict that
+    every ticket which recorded the same policy shares (the payload stays in memory for the
+    `history` query while the ticket is open): equal content, so the record is the same."""
+    payload: dict[str, Any] = data.model_dump(mode="json")
+    if isinstance(data, TicketOpened):
+        payload["policy"] = shared_recorded_policy(payload["policy"])
+    return payload

@@ -6,8 +6,10 @@ to the policy file never changes the clocks of tickets already open.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+import weakref
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -451,6 +453,44 @@ class Policy(BaseModel):
 
     def targets_for(self, priority: Priority) -> Targets:
         return self.targets[priority]
+
+
+# Open tickets that recorded the same policy share one Policy object (and through it one
+# CalendarSpec and its holiday dates) instead of a parsed copy each: a policy is frozen and
+# compared by value, so which of two equal copies a ticket holds changes nothing it decides.
+# Weak values: a policy no open ticket holds any more is dropped.
+_SHARED: weakref.WeakValueDictionary[str, Policy] = weakref.WeakValueDictionary()
+
+
+def shared_policy(policy: Policy) -> Policy:
+    """The one object equal to `policy` that holders of this policy share (`policy` itself the
+    first time). Keyed by the recorded form and checked by value, so an unequal policy is
+    never handed out, whatever the serializer leaves out."""
+    key = policy.model_dump_json()
+    kept = _SHARED.get(key)
+    if kept is not None and kept == policy:
+        return kept
+    _SHARED[key] = policy
+    return policy
+
+
+# The recorded form (JSON values) of the policies open tickets hold, one dict per distinct
+# policy, for the TicketOpened payload each ticket keeps: the policy's text is most of that
+# payload (a calendar's holidays especially). Never mutated by anyone; bounded, newest kept.
+_RECORDED: dict[str, dict[str, Any]] = {}
+RECORDED_POLICIES_KEPT = 64
+
+
+def shared_recorded_policy(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The one dict equal to `recorded` (a policy as recorded) that its holders share."""
+    key = json.dumps(recorded, sort_keys=True, separators=(",", ":"))
+    kept = _RECORDED.get(key)
+    if kept is not None and kept == recorded:
+        return kept
+    if len(_RECORDED) >= RECORDED_POLICIES_KEPT:
+        _RECORDED.pop(next(iter(_RECORDED)))
+    _RECORDED[key] = recorded
+    return recorded
 
 
 def _targets(fr: str, res: str, budget: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from domain import events as ev
 from domain.calendar import Calendar, Pause, add_active, calendar_for
-from domain.policy import DEFAULT_PATH, Policy, Priority, Targets, TeamSettings
+from domain.policy import DEFAULT_PATH, Policy, Priority, Targets, TeamSettings, shared_policy
 from domain.rules import Rule, Since, matches
 from domain.vocabulary import Status as Status  # re-exported: callers import it from here
 
@@ -304,6 +304,7 @@ def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
             raise EventMismatch(
                 f"ticket {event.ticket_id}: TicketOpened has seq {event.seq}; it is seq 1"
             )
+        policy = shared_policy(data.policy)  # one object per policy, not one per ticket
         return TicketState(
             ticket_id=event.ticket_id,
             subject=data.subject,
@@ -311,7 +312,7 @@ def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
             priority=data.priority,
             category=data.category,
             description=data.description,
-            policy=data.policy,
+            policy=policy,
             status="new",
             tier=data.tier,
             opened_at=event.occurred_at,
@@ -319,7 +320,7 @@ def evolve(state: TicketState | None, event: ev.DomainEvent) -> TicketState:
             version=1,
             path=data.path,
             path_tiers=data.tiers,
-            wants_choice=data.policy.team(data.tier).automatic,
+            wants_choice=policy.team(data.tier).automatic,
             choice_since=event.occurred_at,
             tags=tuple(data.tags),
         )

@@ -7,12 +7,14 @@ workflow (about 13 ms per ticket in the bench profile).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from domain import events as ev
+from domain.policy import shared_policy
 from domain.state import TicketState
 
 
@@ -49,3 +51,10 @@ class Carried(BaseModel):
     # Runs of 0.2.0 and before carried the reminder bookkeeping here; the state holds it now.
     last_reminder_at: datetime | None = None
     reminders_sent: int = 0
+
+    @model_validator(mode="after")
+    def _share_policy(self) -> Carried:
+        """A continued run holds the policy object its peers share, not its own parsed copy."""
+        if self.state is not None:
+            self.state = replace(self.state, policy=shared_policy(self.state.policy))
+        return self

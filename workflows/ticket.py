@@ -614,7 +614,7 @@ class TicketWorkflow:
                 seq=(self._state.version if self._state is not None else 0) + 1,
                 event_id=workflow.uuid4(),
                 event_type=data.event_type,
-                payload=data.model_dump(mode="json"),
+                payload=ev.recorded_payload(data),  # a TicketOpened's policy shared
                 occurred_at=now,
             )
             self._state = evolve(self._state, event)
