@@ -60,6 +60,7 @@ from bench.bare import (
     BareTicketWorkflow,
     BareTimerWorkflow,
 )
+from bench.common import bounded, pct, say
 from domain.policy import BUILTIN_POLICIES, Policy, parse_policies
 from store.connection import create_pool
 from store.schema import migrate
@@ -87,27 +88,6 @@ class SteadySize:
 STEADY_QUICK = SteadySize(30, 20, 10.0, 4.0, 20, 6.0, 10, 5.0, 3.0)
 STEADY_FULL = SteadySize(2_000, 10_000, 20.0, 60.0, 2_000, 240.0, 1_000, 20.0, 60.0)
 STEADY_TINY = SteadySize(8, 6, 6.0, 3.0, 6, 5.0, 4, 4.0, 1.5)
-
-
-def say(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
-
-
-async def bounded(n: int, limit: int, job: Callable[[int], Awaitable[Any]]) -> list[Any]:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(i: int) -> Any:
-        async with sem:
-            return await job(i)
-
-    return await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def ratio(ours: float, bare: float) -> str:
