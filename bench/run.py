@@ -540,15 +540,6 @@ async def worker_process(
 # --- 5: scale -------------------------------------------------------------------------------
 
 
-def scale_policy(first_response: int) -> str:
-    targets = "\n".join(
-        f'[policies.bench.targets.{p}]\nfirst_response = "{first_response}s"\n'
-        f'resolution = "24h"\ntier_budget = "12h"\n'
-        for p in ("urgent", "high", "normal", "low")
-    )
-    return f'[policies.bench]\ntiers = ["L1", "L2", "L3"]\nwarn_at = 0.8\n{targets}'
-
-
 async def scale_phase(
     env: WorkflowEnvironment,
     where: dict[str, str],
@@ -566,7 +557,7 @@ async def scale_phase(
     tag = uuid.uuid4().hex[:6]
     try:
         async with worker_process(
-            env, db, tq, policy_text=scale_policy(first_response), max_cached=str(max_cached)
+            env, db, tq, policy_text=steady.bench_policy(first_response), max_cached=str(max_cached)
         ) as rss:
             t0 = time.perf_counter()
 
